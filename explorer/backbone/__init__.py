@@ -1,0 +1,30 @@
+"""Backbone service: sources, preprocessing, `Features`, and the feature cache."""
+
+from explorer.backbone.cache import FeatureCache, image_key
+from explorer.backbone.features import Features
+from explorer.backbone.model import Backbone, default_device
+from explorer.backbone.preprocess import preprocess, target_size
+from explorer.backbone.sources import (
+    BUNDLED_DIR,
+    DEFAULT_HUB_ID,
+    LoadResult,
+    SourceUnavailable,
+    load_backbone,
+    load_source,
+)
+
+__all__ = [
+    "BUNDLED_DIR",
+    "DEFAULT_HUB_ID",
+    "Backbone",
+    "FeatureCache",
+    "Features",
+    "LoadResult",
+    "SourceUnavailable",
+    "default_device",
+    "image_key",
+    "load_backbone",
+    "load_source",
+    "preprocess",
+    "target_size",
+]
