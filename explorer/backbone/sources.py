@@ -72,7 +72,9 @@ def load_folder(folder: Path, model_id: str | None = None, device: torch.device 
     if not (folder / "config.json").is_file():
         raise SourceUnavailable(f"'{folder}' has no config.json — not a Hugging Face model folder.")
     try:
-        model = AutoModel.from_pretrained(folder, use_safetensors=True)
+        # float32 whatever the stored dtype: the bundled weights ship as float16 to stay small,
+        # and half precision on CPU is slow and lossy for the analysis views.
+        model = AutoModel.from_pretrained(folder, use_safetensors=True, dtype=torch.float32)
     except Exception as error:  # noqa: BLE001 - any load failure becomes a user-facing message
         raise SourceUnavailable(f"Could not load the model in '{folder}': {error}") from error
     if model.config.model_type != "dinov3_vit":

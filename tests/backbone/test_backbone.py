@@ -137,3 +137,11 @@ def test_timm_dinov3_split(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tokens.shape[0] == 5 + grid_h * grid_w
     torch.testing.assert_close(features.cls, tokens[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(features.flat(), tokens[5:], atol=1e-4, rtol=1e-4)
+
+
+def test_half_precision_folder_loads_as_float32(tmp_path: Path) -> None:
+    folder = tmp_path / "half"
+    DINOv3ViTModel(tiny_config(4)).half().save_pretrained(folder)
+    backbone = load_source(str(folder))
+    assert next(backbone.model.parameters()).dtype == torch.float32
+    assert backbone.extract(random_image(48, 48), size=224).patches.dtype == torch.float32
