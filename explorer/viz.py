@@ -1,0 +1,246 @@
+"""Pictures from analysis results: overlays, colour maps, boxes, the Gram heatmap, legends.
+
+Why numpy/cv2 and a precomputed colour table: a slider or click must answer in a few
+milliseconds, and calling matplotlib per frame costs tens of them. Matplotlib is consulted
+once per colour map (to build a 256-entry lookup table), never per call.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from PIL import Image
+
+Grid = tuple[int, int]  # (h, w) patches
+Size = tuple[int, int]  # (W, H) pixels, PIL order
+
+MARK_COLOR = (0, 255, 255)  # cyan: clicked / selected patch
+BOX_COLOR = (255, 220, 0)  # yellow: TokenCut box
+MASK_COLOR = (0, 220, 120)  # green: foreground mask
+
+
+# ---------------------------------------------------------------- colour tables
+@lru_cache(maxsize=16)
+def colormap_lut(name: str = "inferno") -> np.ndarray:
+    """uint8[256, 3] table of a matplotlib colour map (built once per name)."""
+    from matplotlib import colormaps  # lazy: importing matplotlib costs ~0.3 s
+
+    cmap = colormaps[name]
+    rgb = cmap(np.linspace(0.0, 1.0, 256))[:, :3]
+    return np.ascontiguousarray(np.rint(rgb * 255.0).astype(np.uint8))
+
+
+def to_uint8_index(values: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """Scale values linearly to 0..255 table indices (NaN -> 0)."""
+    v = np.asarray(values, dtype=np.float32)
+    lo = float(np.nanmin(v)) if vmin is None else float(vmin)
+    hi = float(np.nanmax(v)) if vmax is None else float(vmax)
+    span = hi - lo if hi > lo else 1.0
+    idx = np.clip((v - lo) * (255.0 / span), 0.0, 255.0)
+    return np.nan_to_num(idx, nan=0.0).astype(np.uint8)
+
+
+def colorize(
+    values: np.ndarray,
+    cmap: str = "inferno",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    size: Size | None = None,
+    smooth: bool = True,
+) -> np.ndarray:
+    """[h, w] values -> uint8[H, W, 3] colour image, upsampled to `size` (W, H) if given."""
+    v = np.asarray(values, dtype=np.float32)
+    if size is not None and (v.shape[1], v.shape[0]) != tuple(size):
+        interp = cv2.INTER_LINEAR if smooth else cv2.INTER_NEAREST
+        v = _resize_grid(v, size, interp)
+    return colormap_lut(cmap)[to_uint8_index(v, vmin, vmax)]
+
+
+def _resize_grid(v: np.ndarray, size: Size, interp: int) -> np.ndarray:
+    """Upsample a patch grid so each patch covers its own pixel block (cell-centred, like the model)."""
+    return cv2.resize(np.ascontiguousarray(v), (int(size[0]), int(size[1])), interpolation=interp)
+
+
+# ---------------------------------------------------------------- base images
+def as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
+    """uint8[H, W, 3] view of a PIL image or array."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    return np.ascontiguousarray(arr[..., :3].astype(np.uint8, copy=False))
+
+
+def display_array(image: Image.Image, max_side: int = 640) -> np.ndarray:
+    """The image as uint8[H, W, 3], downscaled so its longer side is at most `max_side`.
+
+    Overlays are drawn at this resolution: large enough to read, small enough to blend in ~1 ms.
+    """
+    w, h = image.size
+    scale = min(1.0, max_side / max(w, h))
+    if scale < 1.0:
+        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(as_rgb_array(image))
+
+
+# ---------------------------------------------------------------- overlays
+def heatmap_overlay(
+    base: np.ndarray,
+    values: np.ndarray,
+    cmap: str = "inferno",
+    alpha: float = 0.6,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    smooth: bool = True,
+) -> np.ndarray:
+    """Blend a colour-mapped [h, w] grid over `base` (uint8[H, W, 3]) at the base's resolution."""
+    H, W = base.shape[:2]
+    colour = colorize(values, cmap, vmin, vmax, size=(W, H), smooth=smooth)
+    return cv2.addWeighted(colour, float(alpha), base, 1.0 - float(alpha), 0.0)
+
+
+def grid_image(rgb: np.ndarray, size: Size, smooth: bool = False) -> np.ndarray:
+    """[h, w, 3] floats in [0, 1] (e.g. PCA colours) -> uint8[H, W, 3] upscaled to `size` (W, H)."""
+    arr = np.clip(np.asarray(rgb, dtype=np.float32) * 255.0, 0, 255).astype(np.uint8)
+    interp = cv2.INTER_LINEAR if smooth else cv2.INTER_NEAREST
+    return cv2.resize(np.ascontiguousarray(arr), (int(size[0]), int(size[1])), interpolation=interp)
+
+
+def mask_overlay(
+    base: np.ndarray,
+    mask: np.ndarray,
+    color: tuple[int, int, int] = MASK_COLOR,
+    alpha: float = 0.45,
+    dim_background: float = 0.45,
+) -> np.ndarray:
+    """Tint the [h, w] boolean patch mask over `base`, dim the rest, outline the mask border."""
+    H, W = base.shape[:2]
+    m = cv2.resize(np.asarray(mask, dtype=np.uint8), (W, H), interpolation=cv2.INTER_NEAREST).astype(bool)
+    out = base.astype(np.float32)
+    out[~m] *= 1.0 - dim_background
+    out[m] = out[m] * (1.0 - alpha) + np.asarray(color, np.float32) * alpha
+    out = out.astype(np.uint8)
+    contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, color, max(1, round(max(H, W) / 300)))
+    return out
+
+
+# ---------------------------------------------------------------- geometry
+def pixel_to_patch(x: float, y: float, size: Size, grid: Grid) -> tuple[int, int]:
+    """(x, y) pixels of an image of `size` (W, H) -> (row, col) of the patch grid (h, w).
+
+    The model sees the image resized to grid*patch pixels (aspect kept up to rounding), so each
+    patch covers the fraction 1/w of the width and 1/h of the height: map by fraction, per axis.
+    """
+    W, H = size
+    h, w = grid
+    col = int(np.clip(np.floor(float(x) / W * w), 0, w - 1))
+    row = int(np.clip(np.floor(float(y) / H * h), 0, h - 1))
+    return row, col
+
+
+def patch_to_pixels(row0: float, col0: float, row1: float, col1: float, size: Size, grid: Grid) -> tuple[int, int, int, int]:
+    """Patch-unit box (r0, c0, r1, c1), end-exclusive -> pixel box (x0, y0, x1, y1), end-inclusive."""
+    W, H = size
+    h, w = grid
+    x0, x1 = round(col0 * W / w), round(col1 * W / w) - 1
+    y0, y1 = round(row0 * H / h), round(row1 * H / h) - 1
+    return int(x0), int(y0), int(max(x0, x1)), int(max(y0, y1))
+
+
+def draw_box(
+    image: np.ndarray,
+    box: tuple[int, int, int, int],
+    grid: Grid,
+    color: tuple[int, int, int] = BOX_COLOR,
+    thickness: int | None = None,
+) -> np.ndarray:
+    """Draw a patch-unit box (r0, c0, r1, c1) (end-exclusive) on a copy of `image`."""
+    out = np.ascontiguousarray(image.copy())
+    H, W = out.shape[:2]
+    r0, c0, r1, c1 = box
+    x0, y0, x1, y1 = patch_to_pixels(r0, c0, r1, c1, (W, H), grid)
+    t = thickness or max(2, round(max(H, W) / 200))
+    cv2.rectangle(out, (x0, y0), (x1, y1), color, t)
+    return out
+
+
+def mark_patch(
+    image: np.ndarray,
+    row: int,
+    col: int,
+    grid: Grid,
+    color: tuple[int, int, int] = MARK_COLOR,
+) -> np.ndarray:
+    """Outline one patch (the clicked or selected one) with a dark halo so it shows on any colour."""
+    out = np.ascontiguousarray(image.copy())
+    H, W = out.shape[:2]
+    x0, y0, x1, y1 = patch_to_pixels(row, col, row + 1, col + 1, (W, H), grid)
+    t = max(1, round(max(H, W) / 300))
+    cv2.rectangle(out, (x0 - t, y0 - t), (x1 + t, y1 + t), (0, 0, 0), t + 2)
+    cv2.rectangle(out, (x0, y0), (x1, y1), color, t)
+    return out
+
+
+# ---------------------------------------------------------------- plots and legends
+def downsample_square(matrix: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
+    """Block-average a P×P matrix to at most max_side² cells (a browser chokes on 10 M cells)."""
+    m = np.asarray(matrix, dtype=np.float32)
+    p = m.shape[0]
+    step = max(1, int(np.ceil(p / max_side)))
+    if step == 1:
+        return m, 1
+    n = p // step
+    trimmed = m[: n * step, : n * step]
+    return trimmed.reshape(n, step, n, step).mean(axis=(1, 3)), step
+
+
+def gram_figure(
+    gram: np.ndarray,
+    highlight: int | None = None,
+    max_side: int = 320,
+    title: str = "Gram matrix (patches reordered)",
+):
+    """Plotly heatmap of a (reordered) Gram matrix; `highlight` is a row in the reordered order."""
+    import plotly.graph_objects as go
+
+    shown, step = downsample_square(gram, max_side)
+    z = np.round(shown, 3)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            colorscale="RdBu_r",
+            zmin=-1.0,
+            zmax=1.0,
+            colorbar={"title": {"text": "cos"}},
+            hovertemplate="row %{y}, col %{x}<br>cos %{z}<extra></extra>",
+        )
+    )
+    if highlight is not None:
+        y = highlight // step
+        fig.add_shape(type="rect", x0=-0.5, x1=z.shape[1] - 0.5, y0=y - 0.5, y1=y + 0.5,
+                      line={"color": "#00c8c8", "width": 2})
+    note = f" — shown at 1/{step} (block-averaged)" if step > 1 else ""
+    fig.update_layout(
+        title={"text": title + note, "font": {"size": 13}},
+        yaxis={"autorange": "reversed", "scaleanchor": "x", "title": "patch (reordered)"},
+        xaxis={"title": "patch (reordered)"},
+        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        height=460,
+    )
+    return fig
+
+
+def legend_html(cmap: str, vmin: float, vmax: float, label: str) -> str:
+    """A small colour bar as HTML (a CSS gradient sampled from the same lookup table)."""
+    lut = colormap_lut(cmap)
+    stops = ", ".join(f"rgb({r},{g},{b}) {i / 10 * 100:.0f}%" for i, (r, g, b) in enumerate(lut[::25][:11]))
+    return (
+        f'<div style="display:flex;align-items:center;gap:8px;font-size:12px">'
+        f"<span>{label}</span><span>{vmin:.2f}</span>"
+        f'<div style="width:180px;height:12px;border-radius:3px;background:linear-gradient(to right, {stops})"></div>'
+        f"<span>{vmax:.2f}</span></div>"
+    )
