@@ -1,0 +1,292 @@
+"""Object detection on a frozen DINOv3 patch grid: train, predict, save, load.
+
+Two heads share one API (``kind``):
+- ``"dense"``: FCOS-style single-stage head (``detection_dense``) — converges in minutes on CPU;
+- ``"detr"``: DETR-style set prediction with Hungarian matching (``detection_detr``).
+
+Training runs on cached patch grids ``[N, h, w, d]`` (one backbone pass per image, done by the
+caller or by :func:`extract_grids`), so an epoch costs only the head. Boxes everywhere are xyxy in
+pixels of the image that was fed to the backbone (``input_size``, (H, W)).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from explorer.heads.detection_dense import DenseConfig, DenseDetector, decode_dense, dense_loss
+from explorer.heads.detection_detr import DetrConfig, DetrHead, decode_detr, set_loss
+from explorer.heads.detection_ops import box_xyxy_to_cxcywh
+
+HEAD_NAME = "detection"
+KINDS = ("dense", "detr")
+# Per-kind training defaults, measured on the offline world (see benchmarks/detection_heads.py).
+DEFAULTS: dict[str, dict[str, float]] = {
+    "dense": {"epochs": 40, "lr": 1e-3, "clip": 5.0},
+    "detr": {"epochs": 150, "lr": 3e-4, "clip": 0.1},
+}
+
+
+@dataclass
+class DetectionHead:
+    """A trained head plus what it needs to turn logits into boxes."""
+
+    kind: str
+    model: nn.Module
+    class_names: list[str]
+    input_size: tuple[int, int]
+    recipe: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> DenseConfig | DetrConfig:
+        return self.model.cfg  # type: ignore[return-value]
+
+
+def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
+    """Module from a config dict (the card stores exactly this dict)."""
+    if kind == "dense":
+        return DenseDetector(DenseConfig(**config))
+    if kind == "detr":
+        return DetrHead(DetrConfig(**config))
+    raise ValueError(f"unknown detection head kind {kind!r}; choose one of {KINDS}")
+
+
+def _as_target_tensors(t: dict[str, Any], device: torch.device) -> dict[str, Tensor]:
+    boxes = torch.as_tensor(np.asarray(t["boxes"], dtype=np.float32).reshape(-1, 4), device=device)
+    labels = torch.as_tensor(np.asarray(t["labels"], dtype=np.int64).reshape(-1), device=device)
+    return {"boxes": boxes, "labels": labels}
+
+
+def _flip_targets(t: dict[str, Tensor], width: int) -> dict[str, Tensor]:
+    b = t["boxes"].clone()
+    b[:, 0], b[:, 2] = width - t["boxes"][:, 2], width - t["boxes"][:, 0]
+    return {"boxes": b, "labels": t["labels"]}
+
+
+def _loss(model: nn.Module, kind: str, feats: Tensor, targets: list[dict[str, Tensor]],
+          input_size: tuple[int, int]) -> dict[str, Tensor]:
+    out = model(feats)
+    if kind == "dense":
+        return dense_loss(model, out, targets)  # type: ignore[arg-type]
+    H, W = input_size
+    scale = torch.tensor([W, H, W, H], dtype=torch.float32, device=feats.device)
+    norm = [{"labels": t["labels"], "boxes_cxcywh": box_xyxy_to_cxcywh(t["boxes"] / scale)} for t in targets]
+    return set_loss(out, norm, model.cfg)  # type: ignore[arg-type]
+
+
+def train_detection(
+    features_train: Tensor,
+    targets_train: Sequence[dict[str, Any]],
+    num_classes: int | None = None,
+    *,
+    kind: str = "dense",
+    class_names: Sequence[str] | None = None,
+    input_size: tuple[int, int] = (224, 224),
+    patch_size: int = 16,
+    epochs: int | None = None,
+    batch_size: int = 32,
+    lr: float | None = None,
+    weight_decay: float = 1e-4,
+    config: dict[str, Any] | None = None,
+    grid_flip: bool = False,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> DetectionHead:
+    """Train a detection head on cached patch grids.
+
+    ``targets_train[i]`` has ``boxes`` (xyxy pixels of ``input_size``) and ``labels`` (0-based).
+    ``grid_flip`` mirrors grid + boxes as augmentation (only approximately what the backbone would
+    give for a mirrored image; extracting features of flipped images is the exact alternative).
+    AdamW, linear warm-up then cosine decay, gradient clipping.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown detection head kind {kind!r}; choose one of {KINDS}")
+    if len(features_train) != len(targets_train):
+        raise ValueError(f"{len(features_train)} feature grids for {len(targets_train)} targets")
+    if num_classes is None:
+        num_classes = len(class_names) if class_names else 1 + max(
+            (int(np.max(t["labels"])) for t in targets_train if len(t["labels"])), default=0)
+    names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+    defaults = DEFAULTS[kind]
+    epochs = int(epochs if epochs is not None else defaults["epochs"])
+    lr = float(lr if lr is not None else defaults["lr"])
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(seed)
+    cfg = {"in_dim": int(features_train.shape[-1]), "num_classes": int(num_classes), "patch_size": patch_size,
+           **(config or {})}
+    model = build_model(kind, cfg).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    n = len(features_train)
+    steps_per_epoch = max(1, math.ceil(n / batch_size))
+    total = epochs * steps_per_epoch
+    warm = max(1, min(total // 20, 200))
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        p = (step - warm) / max(1, total - warm)
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    feats_all = features_train.to(dev) if dev.type == "cuda" else features_train
+    tgts = [_as_target_tensors(t, dev) for t in targets_train]
+    gen = torch.Generator().manual_seed(seed)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=f"train {kind} head", unit="step")
+    t0 = time.time()
+    history: list[float] = []
+    model.train()
+    for ep in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        run = 0.0
+        for s in range(steps_per_epoch):
+            idx = perm[s * batch_size:(s + 1) * batch_size]
+            feats = feats_all[idx].to(dev).float()
+            batch_t = [tgts[int(i)] for i in idx]
+            if grid_flip:
+                flip = torch.rand(len(idx), generator=gen) < 0.5
+                if flip.any():
+                    feats[flip.to(dev)] = feats[flip.to(dev)].flip(2)
+                    batch_t = [_flip_targets(t, input_size[1]) if f else t for t, f in zip(batch_t, flip.tolist(),
+                                                                                           strict=True)]
+            losses = _loss(model, kind, feats, batch_t, input_size)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            nn.utils.clip_grad_norm_(model.parameters(), defaults["clip"])
+            opt.step()
+            sched.step()
+            loss_value = float(losses["loss"].detach())
+            run += loss_value
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.3f}", epoch=ep + 1)
+        history.append(run / steps_per_epoch)
+        if on_epoch is not None:
+            on_epoch(ep, history[-1])
+    if bar is not None:
+        bar.close()
+    model.eval().cpu()
+    recipe = {
+        "kind": kind, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+        "optimizer": "AdamW, linear warm-up + cosine", "grad_clip": defaults["clip"], "grid_flip": grid_flip,
+        "seed": seed, "num_train_images": n, "train_seconds": round(time.time() - t0, 1),
+        "loss_history": [round(v, 4) for v in history],
+        "classification": ("sigmoid focal (alpha 0.25, gamma 2)" if kind == "dense"
+                           else f"softmax CE, no-object weight {model.cfg.eos_coef:.2g}"),
+    }
+    return DetectionHead(kind=kind, model=model, class_names=names, input_size=tuple(input_size), recipe=recipe)
+
+
+@torch.no_grad()
+def predict(
+    head: DetectionHead,
+    features_batch: Tensor,
+    input_size: tuple[int, int] | None = None,
+    score_threshold: float = 0.05,
+    batch_size: int = 64,
+) -> list[dict[str, np.ndarray]]:
+    """Boxes (xyxy, input-image pixels, float32), scores and 0-based labels for each grid in the batch.
+
+    ``features_batch`` may be one grid ``[h, w, d]`` or a batch ``[B, h, w, d]``.
+    """
+    if features_batch.dim() == 3:
+        features_batch = features_batch[None]
+    size = tuple(input_size) if input_size is not None else (
+        features_batch.shape[1] * head.config.patch_size, features_batch.shape[2] * head.config.patch_size)
+    model = head.model.eval()
+    dev = next(model.parameters()).device
+    res: list[dict[str, np.ndarray]] = []
+    for i in range(0, len(features_batch), batch_size):
+        feats = features_batch[i:i + batch_size].to(dev).float()
+        out = model(feats)
+        if head.kind == "dense":
+            res += decode_dense(model, out, size, score_threshold=score_threshold)  # type: ignore[arg-type]
+        else:
+            res += decode_detr(out, size, score_threshold=score_threshold)
+    return res
+
+
+def evaluate(head: DetectionHead, features: Tensor, targets: Sequence[dict[str, Any]],
+             input_size: tuple[int, int] | None = None) -> dict[str, float]:
+    """COCO mAP@[.5:.95], AP50, AP75 (pycocotools) of the head on cached grids."""
+    from explorer.eval.metrics import coco_detection_map
+
+    preds = predict(head, features, input_size, score_threshold=0.001)
+    m = coco_detection_map([np.asarray(t["boxes"]) for t in targets], [np.asarray(t["labels"]) for t in targets],
+                           preds, num_classes=len(head.class_names))
+    return {"map": float(m["map"]), "ap50": float(m["ap50"]), "ap75": float(m["ap75"])}
+
+
+def save(head: DetectionHead, directory: str | Path, backbone: Any, name: str = HEAD_NAME,
+         metrics: dict[str, Any] | None = None) -> Path:
+    """Safetensors weights + JSON card (``explorer.heads.io``), tied to ``backbone``'s fingerprint."""
+    from explorer.heads.io import make_card, save_head
+
+    card = make_card("detection", backbone, head.class_names, head.input_size, recipe=head.recipe,
+                     metrics={**head.metrics, **(metrics or {})}, head_kind=head.kind,
+                     head_config=head.config.to_dict())
+    return save_head(directory, name, head.model.state_dict(), card)
+
+
+def load_head(directory: str | Path, backbone: Any, name: str = HEAD_NAME) -> DetectionHead:
+    """Rebuild a saved head; refuses (``HeadMismatchError``) a head trained for another backbone."""
+    from explorer.heads.io import load_head as io_load_head
+
+    state, card = io_load_head(directory, name, backbone)
+    model = build_model(card["head_kind"], dict(card["head_config"]))
+    model.load_state_dict(state)
+    return DetectionHead(kind=card["head_kind"], model=model.eval(), class_names=list(card["class_names"]),
+                         input_size=tuple(card["input_size"]), recipe=dict(card.get("recipe", {})),
+                         metrics=dict(card.get("metrics", {})))
+
+
+@torch.no_grad()
+def extract_grids(backbone: Any, images: Sequence[np.ndarray], size: int = 224, batch_size: int = 32,
+                  layer: int | None = None, progress: bool = False) -> Tensor:
+    """Square-resized images -> float16 patch grids ``[N, h, w, d]`` (one backbone pass each).
+
+    Detection batches need one grid shape, so images are resized to ``size x size`` (boxes must be
+    scaled by the caller with :func:`scale_boxes`).
+    """
+    from PIL import Image
+
+    mean = torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1)
+    out = []
+    rng = range(0, len(images), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        rng = tqdm(rng, desc="backbone features", unit="batch")
+    for i in rng:
+        arrs = []
+        for im in images[i:i + batch_size]:
+            a = np.asarray(im)
+            if a.shape[0] != size or a.shape[1] != size:
+                a = np.asarray(Image.fromarray(a).convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
+            arrs.append(a[..., :3])
+        px = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 255.0
+        px = (px - mean) / std
+        out.append(backbone.forward_batch(px, layer)[2].half())
+    return torch.cat(out)
+
+
+def scale_boxes(boxes: np.ndarray, image_hw: tuple[int, int], size: int) -> np.ndarray:
+    """Boxes in original image pixels -> pixels of the ``size x size`` backbone input."""
+    h, w = image_hw
+    s = np.array([size / w, size / h, size / w, size / h], dtype=np.float32)
+    return np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * s
