@@ -1,0 +1,1 @@
+"""Readers and writers for the standard dataset layouts (ImageFolder, Pascal VOC, COCO)."""
