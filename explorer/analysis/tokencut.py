@@ -36,6 +36,7 @@ Solver = Literal["fast", "dense"]
 CONFIDENT_MAX_NCUT = 0.5
 #: ... and the object (seed component) covers between these fractions of the grid.
 CONFIDENT_MIN_AREA = 0.005
+CONFIDENT_MIN_PATCHES = 4
 CONFIDENT_MAX_AREA = 0.9
 
 #: Below this many patches the dense solver is used even when "fast" is asked (ARPACK needs P > k+1
@@ -53,7 +54,7 @@ class TokenCutResult:
     (D − W) x = λ D x; ``eigengap`` is the scale-free (λ3 − λ2) / λ3 in [0, 1] (1: λ2 is isolated).
     ``ncut`` is cut(S, S̄)/vol(S) + cut(S, S̄)/vol(S̄) of the bipartition S (0 = perfect split,
     2.0 when a side is empty). ``confident`` is True when ncut <= CONFIDENT_MAX_NCUT and the object
-    covers CONFIDENT_MIN_AREA..CONFIDENT_MAX_AREA of the grid; ``message`` says why not, in plain words.
+    covers CONFIDENT_MIN_AREA..CONFIDENT_MAX_AREA of the grid and at least CONFIDENT_MIN_PATCHES patches; ``message`` says why not, in plain words.
     ``solver`` is the solver actually used ("fast" falls back to "dense" below 64 patches).
     """
 
@@ -140,10 +141,17 @@ class TokenCutGraph:
         deg = eps * self.num_patches + (1.0 - eps) * b.sum(axis=1)
         if solver == "fast" and self.num_patches < _FAST_MIN_PATCHES:
             solver = "dense"  # tiny grids: the dense solve is instant and ARPACK needs P > k + 1
+        result = None
         if solver == "fast":
-            (lam2, lam3), x = _solve_fast(b, deg, eps)
-        else:
-            (lam2, lam3), x = _solve_dense(b, deg, eps)
+            try:
+                result = _solve_fast(b, deg, eps)
+            except scipy.sparse.linalg.ArpackError:
+                # Only for degenerate graphs (e.g. all features identical: every non-trivial vector
+                # is an eigenvector and the Krylov space collapses); the dense solve is exact there.
+                solver = "dense"
+        if result is None:
+            result = _solve_dense(b, deg, eps)
+        (lam2, lam3), x = result
         return _finish(x, lam2, lam3, b, deg, eps, self.grid, tau, solver, connectivity)
 
     def sweep(
@@ -256,7 +264,7 @@ def _finish(
     reasons = []
     if ncut > CONFIDENT_MAX_NCUT:
         reasons.append(f"the graph has no clean split (Ncut {ncut:.2f} > {CONFIDENT_MAX_NCUT})")
-    if area < CONFIDENT_MIN_AREA:
+    if area < CONFIDENT_MIN_AREA or mask.sum() < CONFIDENT_MIN_PATCHES:
         reasons.append(f"the object is tiny ({area:.1%} of the image)")
     if area > CONFIDENT_MAX_AREA:
         reasons.append(f"the 'object' covers {area:.0%} of the image")

@@ -1,0 +1,182 @@
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from scipy import ndimage
+
+from explorer.analysis import TokenCutGraph, box_to_pixels, tokencut, tokencut_sweep
+from explorer.analysis.synthetic import synthetic_grid
+from explorer.analysis.tokencut import _finish
+
+
+def _reference(patches: np.ndarray, tau: float, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, int]:
+    """Straight transcription of TokenCut's object_discovery.ncut (mask, oriented eigvec, seed)."""
+    h, w, d = patches.shape
+    f = patches.reshape(h * w, d).astype(np.float32)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    a = f @ f.T
+    a = a > tau
+    a = np.where(a.astype(float) == 0, eps, a)
+    dm = np.diag(np.sum(a, axis=1))
+    _, vecs = scipy.linalg.eigh(dm - a, dm, subset_by_index=[1, 2])
+    vec = vecs[:, 0]
+    part = vec > np.sum(vec) / len(vec)
+    seed = int(np.argmax(np.abs(vec)))
+    if part[seed] != 1:
+        vec = -vec
+        part = np.logical_not(part)
+    objects, _ = ndimage.label(part.reshape(h, w).astype(float))
+    mask = objects == objects[np.unravel_index(seed, (h, w))]
+    return mask, vec.reshape(h, w), seed
+
+
+def _two_cliques(h: int, w: int, block: tuple[slice, slice]) -> np.ndarray:
+    patches = np.zeros((h, w, 2), dtype=np.float32)
+    patches[..., 1] = 1.0
+    patches[block] = [1.0, 0.0]
+    return patches
+
+
+@pytest.mark.parametrize("solver", ["fast", "dense"])
+@pytest.mark.parametrize("shape", [(3, 4), (8, 10)])  # 12 patches: dense path; 80: fast path
+def test_two_cliques_hand_computed(solver: str, shape: tuple[int, int]) -> None:
+    h, w = shape
+    patches = _two_cliques(h, w, (slice(0, 2), slice(1, 3)))
+    eps = 1e-5
+    res = tokencut(patches, tau=0.2, eps=eps, solver=solver)
+    n1, n2 = 4, h * w - 4
+    vol1, vol2 = n1 * (n1 + eps * n2), n2 * (n2 + eps * n1)
+    cut = eps * n1 * n2
+    # Block-constant vectors are exact eigenvectors: λ2 = Ncut(blocks); every zero-sum in-block vector has λ = 1.
+    assert res.eigenvalues[0] == pytest.approx(cut / vol1 + cut / vol2, rel=1e-6)
+    assert res.eigenvalues[1] == pytest.approx(1.0, rel=1e-6)
+    assert res.ncut == pytest.approx(cut / vol1 + cut / vol2, rel=1e-6)
+    expected = np.zeros((h, w), dtype=bool)
+    expected[0:2, 1:3] = True
+    np.testing.assert_array_equal(res.mask, expected)
+    np.testing.assert_array_equal(res.bipartition, expected)
+    assert res.box == (0, 1, 2, 3)
+    assert res.mask[res.seed]
+    assert np.all(res.eigenvector[expected] > 0) and np.all(res.eigenvector[~expected] < 0)
+    assert res.confident and res.message == ""
+    assert res.solver == ("dense" if h * w < 64 else solver)
+
+
+def test_reverse_rule_makes_result_sign_invariant() -> None:
+    g = synthetic_grid(5, 12, 12, 16)
+    graph = TokenCutGraph.from_patches(g.patches)
+    b = graph.binary(0.2)
+    deg = 1e-5 * b.shape[0] + (1 - 1e-5) * b.sum(1)
+    x = np.random.default_rng(0).standard_normal(b.shape[0])
+    r1 = _finish(x, 0.1, 0.2, b, deg, 1e-5, (12, 12), 0.2, "dense", 4)
+    r2 = _finish(-x, 0.1, 0.2, b, deg, 1e-5, (12, 12), 0.2, "dense", 4)
+    np.testing.assert_array_equal(r1.mask, r2.mask)
+    np.testing.assert_allclose(r1.eigenvector, r2.eigenvector)
+    assert r1.bipartition[r1.seed] and r1.seed == (
+        int(np.argmax(np.abs(x))) // 12,
+        int(np.argmax(np.abs(x))) % 12,
+    )
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_seed_component_only(connectivity: int) -> None:
+    """Two diagonal-touching blobs of one feature: 4-connectivity keeps the seed's blob, 8 keeps both."""
+    patches = np.zeros((8, 8, 2), dtype=np.float32)
+    patches[..., 1] = 1.0
+    patches[1:3, 1:3] = [1.0, 0.0]
+    patches[3:5, 3:5] = [1.0, 0.0]
+    res = tokencut(patches, solver="dense", connectivity=connectivity)
+    assert res.bipartition.sum() == 8
+    if connectivity == 8:
+        np.testing.assert_array_equal(res.mask, res.bipartition)
+        assert res.box == (1, 1, 5, 5)
+    else:
+        assert res.mask.sum() == 4 and res.mask[res.seed]
+        assert res.box in [(1, 1, 3, 3), (3, 3, 5, 5)]
+
+
+def _check_same(fast, dense) -> None:
+    np.testing.assert_array_equal(fast.mask, dense.mask)
+    np.testing.assert_array_equal(fast.bipartition, dense.bipartition)
+    assert fast.box == dense.box
+    # argmax |x| may pick another patch when two entries tie to ~1e-12; it must still be an object patch.
+    assert fast.seed == dense.seed or (dense.mask[fast.seed] and fast.mask[dense.seed])
+    scale = np.abs(dense.eigenvector).max()
+    np.testing.assert_allclose(fast.eigenvector, dense.eigenvector, atol=1e-6 * scale)
+    np.testing.assert_allclose(fast.eigenvalues, dense.eigenvalues, rtol=1e-6, atol=1e-10)
+    assert fast.ncut == pytest.approx(dense.ncut, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("tau", [0.1, 0.2, 0.4])
+def test_fast_equals_dense_and_reference_on_structured_grids(seed: int, tau: float) -> None:
+    h, w = [(16, 16), (12, 20), (20, 14)][seed % 3]
+    g = synthetic_grid(seed, h, w, 32)
+    graph = TokenCutGraph.from_patches(torch.from_numpy(g.patches))
+    fast, dense = graph.solve(tau, solver="fast"), graph.solve(tau, solver="dense")
+    assert fast.solver == "fast"
+    assert dense.eigengap > 1e-4  # a well-posed problem, so "equal" is meaningful
+    _check_same(fast, dense)
+    ref_mask, ref_vec, ref_seed = _reference(g.patches, tau)
+    np.testing.assert_array_equal(dense.mask, ref_mask)
+    assert divmod(ref_seed, w) == dense.seed
+    centred = ref_vec - ref_vec.mean()
+    np.testing.assert_allclose(dense.eigenvector, centred, atol=1e-6 * np.abs(centred).max())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_equals_dense_on_random_features(seed: int) -> None:
+    """Low-dimensional random features give a random geometric graph (high-d ones give no edges)."""
+    rng = np.random.default_rng(seed)
+    patches = rng.standard_normal((10, 13, 5)).astype(np.float32)
+    graph = TokenCutGraph.from_patches(patches)
+    fast, dense = graph.solve(0.3, solver="fast"), graph.solve(0.3, solver="dense")
+    assert dense.eigengap > 1e-4
+    _check_same(fast, dense)
+
+
+def test_object_is_found_in_noisy_grid() -> None:
+    """An ellipse of one direction on a background of another, both under strong per-token noise."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:20, 0:24]
+    obj = ((yy - 8) / 5.0) ** 2 + ((xx - 14) / 7.0) ** 2 <= 1.0
+    dirs = np.linalg.qr(rng.standard_normal((32, 2)))[0].T
+    patches = np.where(obj[..., None], dirs[0], dirs[1]) + 0.4 * rng.standard_normal((20, 24, 32)) / np.sqrt(
+        32
+    )
+    res = tokencut(patches.astype(np.float32))
+    np.testing.assert_array_equal(res.mask, obj)
+    assert res.box == (3, 7, 14, 22) and res.confident
+
+
+def test_uniform_features_are_not_confident_and_do_not_crash() -> None:
+    for solver in ("fast", "dense"):
+        res = tokencut(np.ones((9, 9, 8), dtype=np.float32), solver=solver)
+        assert not res.confident and res.message.startswith("No clear object")
+        assert res.ncut == pytest.approx(1.0)
+
+
+def test_sweep_matches_single_calls() -> None:
+    g = synthetic_grid(3, 10, 10, 16)
+    taus = [0.0, 0.3, 0.6]
+    sweep = tokencut_sweep(g.patches, taus)
+    assert [r.tau for r in sweep] == taus
+    for tau, res in zip(taus, sweep, strict=True):
+        np.testing.assert_array_equal(res.mask, tokencut(g.patches, tau=tau).mask)
+
+
+def test_box_to_pixels() -> None:
+    # 3x5 grid of 16-px patches from a 48x80 input that came from a 96x200 image (H, W).
+    assert box_to_pixels((1, 2, 3, 5), 16) == (32.0, 16.0, 80.0, 48.0)
+    assert box_to_pixels((1, 2, 3, 5), 16, input_size=(40, 70)) == (32.0, 16.0, 70.0, 40.0)
+    x0, y0, x1, y1 = box_to_pixels((1, 2, 3, 5), 16, input_size=(48, 80), image_size=(96, 200))
+    assert (x0, y0, x1, y1) == pytest.approx((80.0, 32.0, 200.0, 96.0))
+    res = tokencut(_two_cliques(8, 10, (slice(0, 2), slice(1, 3))))
+    assert res.box_pixels(16) == (16.0, 0.0, 48.0, 32.0)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError):
+        tokencut(np.ones((4, 4)))
+    with pytest.raises(ValueError):
+        tokencut(np.ones((4, 4, 2)), solver="nope")  # type: ignore[arg-type]
