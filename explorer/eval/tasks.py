@@ -1,0 +1,174 @@
+"""One evaluation function per task: backbone + head + dataset split -> metrics dict.
+
+Shared by ``python -m explorer eval`` and by the training CLI (which scores the validation split and
+records the result in the head's card). Features come from the on-disk cache where the head works on
+a fixed square input (probe, segmentation); detection and discovery run ``Backbone.extract`` per
+image (aspect preserved, as in the app).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from explorer.eval import metrics as M
+from explorer.eval.datasets import BoxData, ClassificationData, SegmentationData
+
+DEFAULT_TAUS = tuple(round(0.1 * i, 1) for i in range(1, 10))
+
+
+def evaluate_probe(
+    backbone: Any,
+    head: Any,
+    data: ClassificationData,
+    size: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Top-1/top-5, balanced accuracy, macro/weighted P/R/F1, worst classes, confusion matrix."""
+    from explorer.heads.features_cache import extract_features
+    from explorer.heads.probe import predict_proba
+
+    size = int(size or head.card.get("input_size", 224))
+    layer = head.card.get("layer")
+    feats = extract_features(backbone, data.paths, data.root, size, layer, patches=False, cache_dir=cache_dir,
+                             progress=progress, desc="probe features")
+    if list(data.class_names) != list(head.class_names):
+        raise ValueError(
+            f"the dataset's {len(data.class_names)} classes differ from the probe's {len(head.class_names)} "
+            f"(dataset starts {data.class_names[:3]}, probe starts {head.class_names[:3]})"
+        )
+    probs = predict_proba(head, feats.cls.numpy())
+    out = M.classification_metrics(data.labels, probs, head.class_names)
+    y_pred = out.pop("y_pred")
+    out["confusion"] = M.confusion_matrix(data.labels, y_pred, len(head.class_names))
+    out["input_size"] = size
+    return out
+
+
+def evaluate_segmentation(
+    backbone: Any,
+    head: Any,
+    data: SegmentationData,
+    size: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """mIoU and per-class IoU at each image's ORIGINAL resolution (logits upsampled bilinearly)."""
+    import torch
+
+    from explorer.data.formats.voc import load_voc_seg
+    from explorer.heads.features_cache import extract_features
+    from explorer.heads.segmentation import logits
+
+    size = int(size or head.card.get("input_size", 224))
+    feats = extract_features(backbone, data.image_paths, data.root, size, head.card.get("layer"), patches=True,
+                             cache_dir=cache_dir, progress=progress, desc="segmentation features")
+    k = len(head.class_names)
+    cm = np.zeros((k, k), np.int64)
+    head.module.eval()
+    with torch.inference_mode():
+        for i, mpath in enumerate(data.mask_paths):
+            gt = load_voc_seg(mpath)
+            pred = logits(head, feats.patches[i], gt.shape)[0].argmax(0).to(torch.uint8).numpy()
+            gt = np.where((gt < k) | (gt == M.IGNORE_INDEX), gt, M.IGNORE_INDEX)  # unknown ids -> void
+            cm += M.segmentation_confusion(gt, pred, k)
+    iou, miou = M.iou_from_confusion(cm)
+    return {
+        "miou": miou,
+        "per_class_iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(head.class_names, iou, strict=True)},
+        "pixel_accuracy": float(np.diag(cm).sum() / max(cm.sum(), 1)),
+        "n": len(data.mask_paths),
+        "input_size": size,
+    }
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def evaluate_detection(
+    backbone: Any,
+    head: Any,
+    data: BoxData,
+    predict_fn: Any,
+    size: int | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """COCO mAP@[.5:.95], AP50, AP75 (pycocotools). ``predict_fn(head, list[Features])`` must return one
+    dict per image with ``boxes_xyxy`` in ORIGINAL image pixels, ``scores`` and ``labels`` (0-based)."""
+    from tqdm.auto import tqdm
+
+    card = getattr(head, "card", {}) or {}
+    card_size = card.get("input_size", 224)
+    size = int(size or (max(card_size) if isinstance(card_size, (list, tuple)) else card_size))
+    layer = card.get("layer")
+    dets: list[dict] = []
+    sizes: list[tuple[int, int]] = []
+    for i in tqdm(range(0, len(data.image_paths), batch_size), desc="detection", disable=not progress):
+        feats = []
+        for p in data.image_paths[i : i + batch_size]:
+            img = _open_rgb(p)
+            sizes.append((img.height, img.width))
+            feats.append(backbone.extract(img, size=size, layer=layer))
+        dets.extend(predict_fn(head, feats))
+    out = M.coco_detection_map(data.boxes, data.labels, dets, num_classes=len(data.class_names),
+                               image_sizes=sizes, gt_iscrowd=data.difficult)
+    out["input_size"] = size
+    return out
+
+
+def discovery_features(
+    backbone: Any, data: BoxData, size: int, layer: int | None, progress: bool = True
+) -> list[Any]:
+    """``Features`` of every image (aspect-preserving, as TokenCut's reference and the app)."""
+    from tqdm.auto import tqdm
+
+    out = []
+    for p in tqdm(data.image_paths, desc="discovery features", disable=not progress):
+        out.append(backbone.extract(_open_rgb(p), size=size, layer=layer))
+    return out
+
+
+def _box_pixels(box: Sequence[int], feats: Any) -> tuple[float, float, float, float]:
+    try:
+        from explorer.analysis.tokencut import box_to_pixels
+
+        return box_to_pixels(tuple(box), feats.patch_size, feats.input_size, feats.image_size)
+    except ImportError:  # same maths: patch units -> input pixels -> original pixels
+        r0, c0, r1, c1 = box
+        ps = feats.patch_size
+        sy, sx = feats.image_size[0] / feats.input_size[0], feats.image_size[1] / feats.input_size[1]
+        return c0 * ps * sx, r0 * ps * sy, c1 * ps * sx, r1 * ps * sy
+
+
+def discovery_sweep(
+    features: Sequence[Any], gt_boxes: Sequence[np.ndarray], taus: Sequence[float] = DEFAULT_TAUS,
+    solver: str = "fast",
+) -> dict[float, dict[str, Any]]:
+    """CorLoc and mean IoU at every τ; TokenCut's affinity is computed once per image."""
+    from explorer.analysis.tokencut import tokencut_sweep
+
+    boxes: dict[float, list] = {float(t): [] for t in taus}
+    for f, _g in zip(features, gt_boxes, strict=True):
+        results = tokencut_sweep(f.patches, list(taus), solver=solver)
+        for t, r in zip(taus, results, strict=True):
+            boxes[float(t)].append(np.asarray(_box_pixels(r.box, f), np.float64))
+    out = {}
+    for t in boxes:
+        res = M.corloc(boxes[t], gt_boxes)
+        res["pred_boxes"] = boxes[t]
+        out[t] = res
+    return out
+
+
+def best_tau(sweep: dict[float, dict[str, Any]]) -> float:
+    """Highest CorLoc; ties -> higher mean IoU, then smaller τ."""
+    return max(sweep, key=lambda t: (sweep[t]["corloc"], sweep[t]["mean_iou"], -t))

@@ -1,0 +1,131 @@
+"""Linear probe on the CLS token: multinomial logistic regression, as in the report (Table 2).
+
+Training uses scikit-learn (lbfgs, L2, ``C`` configurable, ``max_iter=1000``) on standardised
+features; the head is then stored as four plain arrays (coef, intercept, scaler mean, scaler scale)
+and inference is a few lines of numpy, so the app never needs a pickled sklearn object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from explorer.heads import io
+
+NAME = "probe"
+# Logit given to classes absent from the training labels: exp() underflows to exactly 0.
+ABSENT_LOGIT = -1e30
+
+
+@dataclass
+class ProbeHead:
+    """A trained probe: ``softmax(((x - mean) / scale) @ coef.T + intercept)``."""
+
+    coef: np.ndarray  # (K, d) float32
+    intercept: np.ndarray  # (K,) float32
+    mean: np.ndarray  # (d,) float32
+    scale: np.ndarray  # (d,) float32
+    class_names: list[str]
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
+
+
+def train_probe(
+    features: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    C: float = 1.0,
+    max_iter: int = 1000,
+) -> ProbeHead:
+    """Fit standardisation + multinomial logistic regression on CLS features ``[N, d]``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    num_classes = len(class_names)
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"labels must be in [0, {num_classes}); got [{y.min()}, {y.max()}]")
+    scaler = StandardScaler().fit(x)
+    xs = scaler.transform(x)
+    seen = np.unique(y)
+    coef = np.zeros((num_classes, x.shape[1]), dtype=np.float64)
+    intercept = np.full(num_classes, ABSENT_LOGIT, dtype=np.float64)
+    if len(seen) == 1:  # degenerate: everything is that class
+        intercept[seen[0]] = 0.0
+    else:
+        clf = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter)
+        clf.fit(xs, y)
+        if len(clf.classes_) == 2:
+            # sklearn stores one weight vector w for p(class 1) = sigmoid(w.x + b); the softmax over
+            # logits [0, w.x + b] gives the same probabilities, so the numpy path stays one formula.
+            coef[clf.classes_[1]] = clf.coef_[0]
+            intercept[clf.classes_[1]] = clf.intercept_[0]
+            intercept[clf.classes_[0]] = 0.0
+        else:
+            coef[clf.classes_] = clf.coef_
+            intercept[clf.classes_] = clf.intercept_
+    scale = np.asarray(scaler.scale_, dtype=np.float64)
+    return ProbeHead(
+        coef=coef.astype(np.float32),
+        intercept=intercept.astype(np.float32),
+        mean=np.asarray(scaler.mean_, dtype=np.float32),
+        scale=scale.astype(np.float32),
+        class_names=list(class_names),
+    )
+
+
+def decision_function(head: ProbeHead, cls_features: np.ndarray) -> np.ndarray:
+    """Logits ``[N, K]`` (float64) from CLS features ``[N, d]`` or ``[d]``."""
+    x = np.asarray(cls_features, dtype=np.float64)
+    x = x.reshape(1, -1) if x.ndim == 1 else x
+    xs = (x - head.mean.astype(np.float64)) / head.scale.astype(np.float64)
+    return xs @ head.coef.astype(np.float64).T + head.intercept.astype(np.float64)
+
+
+def predict_proba(head: ProbeHead, cls_features: Any) -> np.ndarray:
+    """Class probabilities ``[N, K]`` (a ``[d]`` input gives ``[1, K]``); accepts numpy or torch."""
+    if hasattr(cls_features, "detach"):
+        cls_features = cls_features.detach().cpu().numpy()
+    logits = decision_function(head, cls_features)
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def predict(head: ProbeHead, cls_features: Any) -> np.ndarray:
+    return predict_proba(head, cls_features).argmax(axis=1)
+
+
+def topk(head: ProbeHead, cls_feature: Any, k: int = 5) -> list[tuple[str, float]]:
+    """The k most probable classes of ONE image as ``(name, probability)``, best first (UI top-5)."""
+    p = predict_proba(head, cls_feature)[0]
+    order = np.argsort(-p, kind="stable")[:k]
+    return [(head.class_names[i], float(p[i])) for i in order]
+
+
+def save_probe(head: ProbeHead, directory: str | Path, name: str = NAME) -> Path:
+    if not head.card:
+        raise ValueError("probe has no card; build one with explorer.heads.io.make_card")
+    card = dict(head.card)
+    card["class_names"] = list(head.class_names)
+    return io.save_head(directory, name, head.state_dict(), card)
+
+
+def load_probe(directory: str | Path, backbone: Any, name: str = NAME) -> ProbeHead:
+    """Load a saved probe; raises ``HeadMismatchError`` for a head trained on another backbone."""
+    state, card = io.load_head(directory, name, backbone)
+    return ProbeHead(
+        coef=state["coef"].numpy(),
+        intercept=state["intercept"].numpy(),
+        mean=state["mean"].numpy(),
+        scale=state["scale"].numpy(),
+        class_names=list(card["class_names"]),
+        card=card,
+    )

@@ -1,0 +1,90 @@
+"""Tiny fixtures shared by the head and eval tests: a random DINOv3 ViT and a toy dataset on disk.
+
+The dataset is written in the real layouts by hand (ImageFolder; VOC ``JPEGImages`` +
+``SegmentationClass`` palette PNGs + ``Annotations`` XML + ``ImageSets``), so the tests do not depend
+on the offline-world generator. Images are learnable: each class is a coloured square on grey.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+COLORS = [(220, 30, 30), (30, 200, 40), (40, 60, 230)]
+CLASS_NAMES = ["red", "green", "blue"]
+
+
+def tiny_model(seed: int = 0):
+    """A random 2-layer, 32-dim DINOv3ViTModel with 4 registers (the released layout)."""
+    import torch
+    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+    torch.manual_seed(seed)
+    cfg = DINOv3ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          num_register_tokens=4, layerscale_value=1e-5, patch_size=16, image_size=64)
+    return DINOv3ViTModel(cfg).eval()
+
+
+def tiny_backbone(seed: int = 0, model_id: str = "tiny-test"):
+    from explorer.backbone import Backbone
+
+    return Backbone.from_model(tiny_model(seed), model_id)
+
+
+def save_tiny_model(folder: Path, seed: int = 0) -> Path:
+    tiny_model(seed).save_pretrained(folder)
+    return folder
+
+
+def scene(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int], int]:
+    """One image with a single coloured square; returns (rgb, seg, box_xyxy, class_id)."""
+    label = int(rng.integers(len(COLORS)))
+    img = np.full((size, size, 3), 128, np.uint8) + rng.integers(0, 20, (size, size, 3)).astype(np.uint8)
+    side = int(rng.integers(size // 3, size // 2 + 1))
+    x0, y0 = (int(v) for v in rng.integers(0, size - side, 2))
+    img[y0 : y0 + side, x0 : x0 + side] = COLORS[label]
+    seg = np.zeros((size, size), np.uint8)
+    seg[y0 : y0 + side, x0 : x0 + side] = label + 1
+    seg[y0 : y0 + side, x0] = 255  # a void column on the object's left edge, VOC-style
+    return img, seg, (x0, y0, x0 + side, y0 + side), label
+
+
+def _palette() -> list[int]:
+    pal = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [0] * (3 * 252)
+    pal[255 * 3 : 255 * 3 + 3] = [224, 224, 192]
+    return pal
+
+
+def write_world(root: Path, n_per_split: dict[str, int] | None = None, seed: int = 0, size: int = 64) -> Path:
+    """ImageFolder under ``root/imagefolder`` and VOC under ``root/voc`` for splits train/val/test."""
+    n_per_split = n_per_split or {"train": 24, "val": 9, "test": 9}
+    rng = np.random.default_rng(seed)
+    voc = root / "voc"
+    for sub in ("JPEGImages", "SegmentationClass", "Annotations", "ImageSets/Main", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    for split, n in n_per_split.items():
+        ids = []
+        for i in range(n):
+            img, seg, box, label = scene(rng, size)
+            sid = f"{split}_{i:04d}"
+            ids.append(sid)
+            d = root / "imagefolder" / split / CLASS_NAMES[label]
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(d / f"{sid}.png")
+            Image.fromarray(img).save(voc / "JPEGImages" / f"{sid}.jpg", quality=95)
+            p = Image.fromarray(seg, mode="P")
+            p.putpalette(_palette())
+            p.save(voc / "SegmentationClass" / f"{sid}.png")
+            x0, y0, x1, y1 = box
+            (voc / "Annotations" / f"{sid}.xml").write_text(
+                f"<annotation><filename>{sid}.jpg</filename><size><width>{size}</width><height>{size}</height>"
+                f"<depth>3</depth></size><object><name>{CLASS_NAMES[label]}</name><difficult>0</difficult>"
+                f"<bndbox><xmin>{x0 + 1}</xmin><ymin>{y0 + 1}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox>"
+                f"</object></annotation>"
+            )
+        for sub in ("Main", "Segmentation"):
+            (voc / "ImageSets" / sub / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    (voc / "class_names.txt").write_text("\n".join(["background", *CLASS_NAMES]) + "\n")
+    return root
