@@ -1,0 +1,106 @@
+"""Shared UI plumbing: the input panel's components, error handling, the "new features" hook.
+
+Each tab module only declares components and says which view function answers which event;
+this module keeps the cross-cutting rules in one place: user errors become a plain message
+(never a traceback), and stale chained refreshes are skipped when the upload was bad.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from explorer.ui.service import ExplorerService, UserError
+
+log = logging.getLogger("explorer.ui")
+
+
+def safe_image(**kwargs: Any) -> gr.Image:
+    """A gr.Image input whose upload path goes to our loader instead of being opened by Pillow.
+
+    Why: gr.Image's own preprocessing calls `PIL.Image.open` first, so a zero-byte, text or
+    truncated upload dies inside Gradio with a generic "Error"; `explorer.imageio` gives a clear
+    sentence for each case instead. (An instance override, not a subclass: subclassing a Gradio
+    component makes Gradio write a .pyi stub next to this module.)
+    """
+    image = gr.Image(type="filepath", **kwargs)
+    original = image.preprocess
+
+    def preprocess(payload: Any) -> str | None:
+        if payload is None:
+            return None
+        path = getattr(payload, "path", None)
+        return str(path) if path else original(payload)  # data: URLs (rare) keep Gradio's decoding
+
+    image.preprocess = preprocess  # type: ignore[method-assign]
+    return image
+
+
+@dataclass
+class Refresh:
+    """A view to re-render whenever the features change (new image, size, layer or model)."""
+
+    fn: Callable[..., Any]
+    inputs: Sequence[Any]
+    outputs: Sequence[Any]
+
+
+@dataclass
+class Inputs:
+    """Components of the left-hand panel that every tab reads, plus the refresh registry."""
+
+    service: ExplorerService
+    image: gr.Image
+    model: gr.Dropdown
+    size: gr.Slider
+    layer: gr.Slider
+    status: gr.Markdown
+    key: gr.State
+    refreshes: list[Refresh] = field(default_factory=list)
+
+    @property
+    def base(self) -> list[Any]:
+        """The four inputs every view takes first: image, model, size, layer."""
+        return [self.image, self.model, self.size, self.layer]
+
+    def on_new_features(self, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any]) -> None:
+        """Register `fn(*inputs)` to re-render `outputs` after the features change.
+
+        `fn` receives the image key first; an empty key (a failed upload) skips the refresh.
+        """
+        n_out = len(outputs)
+
+        def refresh(key: str, *args: Any) -> Any:
+            if not key:
+                return gr.skip() if n_out == 1 else tuple(gr.skip() for _ in range(n_out))
+            return fn(*args)
+
+        self.refreshes.append(Refresh(guard(refresh), [self.key, *inputs], list(outputs)))
+
+
+def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn UserError into gr.Error (a plain toast / API error) and hide tracebacks of the rest."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except UserError as err:
+            raise gr.Error(str(err), print_exception=False) from err
+        except Exception as err:  # noqa: BLE001 - the server must keep serving
+            log.exception("view %s failed", getattr(fn, "__name__", fn))
+            raise gr.Error(f"Something went wrong ({type(err).__name__}: {err}).", print_exception=False) from err
+
+    return wrapper
+
+
+def image_output(label: str, **kw: Any) -> gr.Image:
+    """A read-only image output; JPEG keeps the per-frame encode cheap for live sliders."""
+    return gr.Image(label=label, interactive=False, format="jpeg", buttons=["download", "fullscreen"], **kw)
