@@ -22,7 +22,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from explorer.heads.detection_dense import DenseConfig, DenseDetector, decode_dense, dense_loss
+from explorer.heads.detection_dense import (
+    DenseConfig,
+    DenseDetector,
+    decode_dense,
+    dense_loss,
+    dense_targets,
+    flip_dense_targets,
+)
 from explorer.heads.detection_detr import DetrConfig, DetrHead, decode_detr, set_loss
 from explorer.heads.detection_ops import box_xyxy_to_cxcywh
 
@@ -72,15 +79,45 @@ def _flip_targets(t: dict[str, Tensor], width: int) -> dict[str, Tensor]:
     return {"boxes": b, "labels": t["labels"]}
 
 
-def _loss(model: nn.Module, kind: str, feats: Tensor, targets: list[dict[str, Tensor]],
-          input_size: tuple[int, int]) -> dict[str, Tensor]:
-    out = model(feats)
-    if kind == "dense":
-        return dense_loss(model, out, targets)  # type: ignore[arg-type]
-    H, W = input_size
-    scale = torch.tensor([W, H, W, H], dtype=torch.float32, device=feats.device)
-    norm = [{"labels": t["labels"], "boxes_cxcywh": box_xyxy_to_cxcywh(t["boxes"] / scale)} for t in targets]
-    return set_loss(out, norm, model.cfg)  # type: ignore[arg-type]
+class _Targets:
+    """Training targets prepared once on the training device (they never change between epochs).
+
+    dense: per-cell class and ltrb maps (the FCOS assignment); detr: normalised cxcywh boxes.
+    """
+
+    def __init__(self, model: nn.Module, kind: str, targets: Sequence[dict[str, Any]], grid: tuple[int, int],
+                 input_size: tuple[int, int], device: torch.device) -> None:
+        self.kind = kind
+        tt = [_as_target_tensors(t, torch.device("cpu")) for t in targets]
+        if kind == "dense":
+            up = 2 if model.cfg.upsample else 1
+            lab, ltrb = dense_targets(tt, grid[0] * up, grid[1] * up, model.stride, model.cfg.center_radius)
+            self.labels, self.ltrb = lab.to(device), ltrb.to(device)
+        else:
+            H, W = input_size
+            scale = torch.tensor([W, H, W, H], dtype=torch.float32)
+            self.sets = [{"labels": t["labels"].to(device), "boxes_cxcywh": box_xyxy_to_cxcywh(t["boxes"] / scale).to(device)}
+                         for t in tt]
+
+    def loss(self, model: nn.Module, feats: Tensor, idx: Tensor, flip: Tensor | None) -> dict[str, Tensor]:
+        out = model(feats)
+        if self.kind == "dense":
+            lab, ltrb = self.labels[idx], self.ltrb[idx]
+            if flip is not None and flip.any():
+                fl, fb = flip_dense_targets(lab[flip], ltrb[flip])
+                lab, ltrb = lab.clone(), ltrb.clone()
+                lab[flip], ltrb[flip] = fl, fb
+            return dense_loss(model, out, lab, ltrb)  # type: ignore[arg-type]
+        sets = [self.sets[int(i)] for i in idx]
+        if flip is not None:
+            sets = [_flip_set(t) if f else t for t, f in zip(sets, flip.tolist(), strict=True)]
+        return set_loss(out, sets, model.cfg)  # type: ignore[arg-type]
+
+
+def _flip_set(t: dict[str, Tensor]) -> dict[str, Tensor]:
+    b = t["boxes_cxcywh"].clone()
+    b[:, 0] = 1 - b[:, 0]
+    return {"labels": t["labels"], "boxes_cxcywh": b}
 
 
 def train_detection(
@@ -140,7 +177,7 @@ def train_detection(
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     feats_all = features_train.to(dev) if dev.type == "cuda" else features_train
-    tgts = [_as_target_tensors(t, dev) for t in targets_train]
+    prepared = _Targets(model, kind, targets_train, tuple(features_train.shape[1:3]), tuple(input_size), dev)
     gen = torch.Generator().manual_seed(seed)
     bar = None
     if progress:
@@ -154,16 +191,13 @@ def train_detection(
         perm = torch.randperm(n, generator=gen)
         run = 0.0
         for s in range(steps_per_epoch):
-            idx = perm[s * batch_size:(s + 1) * batch_size]
+            idx = perm[s * batch_size:(s + 1) * batch_size].to(feats_all.device)
             feats = feats_all[idx].to(dev).float()
-            batch_t = [tgts[int(i)] for i in idx]
+            flip = None
             if grid_flip:
-                flip = torch.rand(len(idx), generator=gen) < 0.5
-                if flip.any():
-                    feats[flip.to(dev)] = feats[flip.to(dev)].flip(2)
-                    batch_t = [_flip_targets(t, input_size[1]) if f else t for t, f in zip(batch_t, flip.tolist(),
-                                                                                           strict=True)]
-            losses = _loss(model, kind, feats, batch_t, input_size)
+                flip = (torch.rand(len(idx), generator=gen) < 0.5).to(dev)
+                feats = torch.where(flip[:, None, None, None], feats.flip(2), feats)
+            losses = prepared.loss(model, feats, idx.to(dev), flip)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             nn.utils.clip_grad_norm_(model.parameters(), defaults["clip"])

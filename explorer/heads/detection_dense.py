@@ -147,23 +147,34 @@ def boxes_to_ltrb(boxes: Tensor, centres: Tensor, stride: int) -> Tensor:
                         boxes[..., 2] - centres[..., 0], boxes[..., 3] - centres[..., 1]], dim=-1) / stride
 
 
-def dense_loss(model: DenseDetector, out: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """Focal classification over all cells + GIoU and centerness on positive cells."""
+def dense_targets(
+    targets: list[dict[str, Tensor]], h: int, w: int, stride: int, center_radius: float
+) -> tuple[Tensor, Tensor]:
+    """Per-cell class (-1 = background) ``[B, h, w]`` and ltrb targets ``[B, h, w, 4]``.
+
+    Targets do not change during training, so callers compute this once per image and reuse it.
+    """
+    labels, ltrbs = [], []
+    for t in targets:
+        g, lt = assign_targets(t["boxes"], t["labels"], h, w, stride, center_radius)
+        lab = torch.where(g >= 0, t["labels"][g.clamp(min=0)] if len(t["labels"]) else g, torch.full_like(g, -1))
+        labels.append(lab)
+        ltrbs.append(lt)
+    return torch.stack(labels), torch.stack(ltrbs)
+
+
+def flip_dense_targets(labels: Tensor, ltrb: Tensor) -> tuple[Tensor, Tensor]:
+    """Targets of the mirrored grid: flip columns and swap left/right distances (cell centres are symmetric)."""
+    return labels.flip(-1), ltrb.flip(-2)[..., [2, 1, 0, 3]]
+
+
+def dense_loss(model: DenseDetector, out: dict[str, Tensor], cell_labels: Tensor, ltrb_t: Tensor) -> dict[str, Tensor]:
+    """Focal classification over all cells + centerness-weighted GIoU and centerness BCE on positives."""
     b, h, w, k = out["cls"].shape
     s = model.stride
-    gts, ltrbs = [], []
-    for t in targets:
-        g, lt = assign_targets(t["boxes"], t["labels"], h, w, s, model.cfg.center_radius)
-        gts.append(g)
-        ltrbs.append(lt)
-    gt_index = torch.stack(gts)  # [B,h,w]
-    ltrb_t = torch.stack(ltrbs)  # [B,h,w,4]
-    pos = gt_index >= 0
+    pos = cell_labels >= 0
     cls_t = torch.zeros_like(out["cls"])
-    for bi, t in enumerate(targets):
-        m = pos[bi]
-        if m.any():
-            cls_t[bi][m, t["labels"][gt_index[bi][m]]] = 1.0
+    cls_t[pos, cell_labels[pos]] = 1.0
     num_pos = max(float(pos.sum()), 1.0)
     loss_cls = sigmoid_focal_loss(out["cls"], cls_t) / num_pos
     if pos.any():

@@ -15,6 +15,8 @@ from explorer.heads.detection_dense import (
     boxes_to_ltrb,
     cell_centres,
     centerness,
+    dense_targets,
+    flip_dense_targets,
     ltrb_to_boxes,
 )
 from explorer.heads.detection_ops import (
@@ -130,3 +132,18 @@ def test_dense_detector_output_shapes() -> None:
     assert out["cls"].shape == (2, 10, 12, 3) and out["ltrb"].shape == (2, 10, 12, 4)
     assert out["ctr"].shape == (2, 10, 12) and m.stride == 8
     assert (out["ltrb"] > 0).all()
+
+
+def test_flipped_dense_targets_equal_targets_of_flipped_boxes() -> None:
+    boxes = torch.tensor([[3.0, 5.0, 40.0, 30.0], [50.0, 10.0, 62.0, 60.0], [20.0, 33.0, 29.0, 41.0]])
+    labels = torch.tensor([4, 1, 2])
+    w_px = 64
+    flipped = boxes.clone()
+    flipped[:, 0], flipped[:, 2] = w_px - boxes[:, 2], w_px - boxes[:, 0]
+    lab, ltrb = dense_targets([{"boxes": boxes, "labels": labels}], 8, 8, 8, 1.5)
+    lab_f, ltrb_f = dense_targets([{"boxes": flipped, "labels": labels}], 8, 8, 8, 1.5)
+    got_lab, got_ltrb = flip_dense_targets(lab, ltrb)
+    assert torch.equal(got_lab, lab_f)
+    pos = lab_f >= 0
+    assert pos.sum() > 5
+    torch.testing.assert_close(got_ltrb[pos], ltrb_f[pos])
