@@ -9,7 +9,8 @@ sky) forces features to describe the objects themselves.
 Photos come from scikit-image's bundled ``skimage/data`` files; each one's
 license is recorded in ``PHOTOS`` (and in docs/DATASET_CARD.md). Photos that
 show things that could be confused with a class (Chelsea the cat, the rocket,
-the astronaut, the coffee cup, the camera man) are deliberately not used.
+the astronaut, the coffee cup, the camera man, the round cell in saline, which reads
+as a ball) are deliberately not used.
 If scikit-image is absent, only procedural backgrounds are drawn.
 """
 
@@ -28,7 +29,6 @@ PHOTOS: dict[str, tuple[str, str]] = {
     "brick.png": ("CC0", "cc0textures.com Bricks25 (via scikit-image)"),
     "grass.png": ("CC0", "DeviantArt linolafett Grass-01 (via scikit-image)"),
     "gravel.png": ("CC0", "cc0textures.com Gravel04 (via scikit-image)"),
-    "cell.png": ("CC0", "quantitative phase image, Paul Mueller (via scikit-image)"),
     "hubble_deep_field.jpg": ("public domain (NASA)", "HubbleSite release 2012-37 (via scikit-image)"),
     "retina.jpg": ("CC0", "Wikimedia Commons, Mikael Haggstrom (via scikit-image)"),
 }
@@ -91,6 +91,7 @@ class BackgroundMaker:
         self.photos = load_photos() if photos is None else photos
         ax = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
         self.yy, self.xx = np.meshgrid(ax, ax, indexing="ij")
+        self._ramp = np.linspace(0, 1, 256, dtype=np.float32)[:, None]
         p = KIND_P.copy()
         if not self.photos:
             p[3:] = 0
@@ -100,8 +101,11 @@ class BackgroundMaker:
         return rng.uniform(0, 255, 3).astype(np.float32)
 
     def _duotone(self, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Map t in [0, 1] onto the segment between two random colours (via a 256-entry LUT: fast)."""
         a, b = self._colour(rng), self._colour(rng)
-        return a + t[..., None] * (b - a)
+        lut = (a + self._ramp * (b - a)).astype(np.uint8).reshape(1, 256, 3)
+        idx = cv2.convertScaleAbs(t, alpha=255.0)  # saturating float -> uint8
+        return cv2.LUT(cv2.merge([idx, idx, idx]), lut).astype(np.float32)
 
     def gradient(self, rng: np.random.Generator) -> np.ndarray:
         theta = rng.uniform(0, 2 * np.pi)

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--n", type=int, default=16)
     s.add_argument("--size", type=int, default=224)
+    s.add_argument("--palette", action="store_true", help="256-colour PNG (smaller file)")
     a = sub.add_parser("atlas", help="re-render assets/emoji/atlas.png from the Noto Color Emoji font")
     a.add_argument("--font", type=Path, default=None)
     a.add_argument("--out", type=Path, default=None)
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "sheet":
         from explorer.data.sheet import write_contact_sheet
 
-        print(write_contact_sheet(args.out, args.seed, args.n, args.size))
+        print(write_contact_sheet(args.out, args.seed, args.n, args.size, args.palette))
     else:
         from explorer.data import atlas
 

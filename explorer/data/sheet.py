@@ -47,8 +47,12 @@ def contact_sheet(seed: int = 0, n: int = 16, size: int = 224, columns: int = 4,
     return sheet
 
 
-def write_contact_sheet(out: Path, seed: int = 0, n: int = 16, size: int = 224) -> Path:
+def write_contact_sheet(out: Path, seed: int = 0, n: int = 16, size: int = 224, palette: bool = False) -> Path:
+    """Save the sheet; ``palette`` stores 256 colours (about 3x smaller, for committed docs)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    contact_sheet(seed, n, size).save(out, optimize=True)
+    sheet = contact_sheet(seed, n, size)
+    if palette:
+        sheet = sheet.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    sheet.save(out, optimize=True)
     return out

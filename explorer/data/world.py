@@ -92,7 +92,7 @@ class SceneGenerator:
         self.backgrounds = BackgroundMaker(self.size)
         # Fixed grain texture, cropped at a random offset per scene (cheaper than fresh noise).
         self._grain = np.random.default_rng([self.seed, 2**31]).standard_normal(
-            (2 * self.size, 2 * self.size, 1)).astype(np.float32)
+            (2 * self.size, 2 * self.size, 1)).astype(np.float32).repeat(3, axis=2)
         self._perm_cache: tuple[int, np.ndarray] | None = None
 
     # -- class schedule ---------------------------------------------------------------------
@@ -128,18 +128,18 @@ class SceneGenerator:
         warped = cv2.warpAffine(spr, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
         alpha = warped[..., 3:4]
-        rgb = warped[..., :3]
-        # Colour/brightness shift (linear, so valid on premultiplied colour).
-        gains = (rng.uniform(0.85, 1.15, 3) * rng.uniform(0.7, 1.25)).astype(np.float32)
-        sat = np.float32(rng.uniform(0.6, 1.3))
-        grey = rgb.mean(axis=2, keepdims=True)
-        rgb = (grey + sat * (rgb - grey)) * gains
+        # Colour/brightness shift: per-channel gains after a saturation change, one 3x3 linear map
+        # (linear, so valid on premultiplied colour; the zero 4th column ignores alpha).
+        gains = rng.uniform(0.85, 1.15, 3) * rng.uniform(0.7, 1.25)
+        sat = rng.uniform(0.6, 1.3)
+        mix = np.diag(gains) @ (sat * np.eye(3) + (1.0 - sat) / 3.0)
+        rgb = cv2.transform(warped, np.concatenate([mix, np.zeros((3, 1))], axis=1).astype(np.float32))
         roi = canvas[y0:y1, x0:x1]
-        roi *= 1.0 - alpha
-        roi += rgb
+        np.multiply(roi, 1.0 - alpha, out=roi)
+        np.add(roi, rgb, out=roi)
         mask = alpha[..., 0] > 0.5
-        owner[y0:y1, x0:x1][mask] = j + 1
-        return int(mask.sum()), (x0, y0, x1, y1)
+        np.copyto(owner[y0:y1, x0:x1], np.uint8(j + 1), where=mask)
+        return int(np.count_nonzero(mask)), (x0, y0, x1, y1)
 
     def _layout(self, rng: np.random.Generator, primary: int, kind: str, bare: bool):
         """(class, size_px, cx, cy) per object in drawing order, and the primary's position."""
@@ -176,13 +176,13 @@ class SceneGenerator:
             area, roi = self._paste(canvas, owner, j, cls, size, cx, cy, rng)
             full.append(area)
             rois.append(roi)
-        # Global photometric jitter + sensor grain.
-        contrast = np.float32(rng.uniform(0.8, 1.15))
-        bright = np.float32(rng.uniform(-20, 20))
+        # Global contrast/brightness jitter + sensor grain, saturated to uint8 in one OpenCV call.
+        contrast = rng.uniform(0.8, 1.15)
+        bright = rng.uniform(-20, 20)
         gy, gx = rng.integers(0, self.size, 2)
-        grain = self._grain[gy:gy + self.size, gx:gx + self.size] * np.float32(rng.uniform(0, 6))
-        canvas = (canvas - 128.0) * contrast + (128.0 + bright) + grain
-        image = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+        grain = self._grain[gy:gy + self.size, gx:gx + self.size]
+        image = cv2.addWeighted(canvas, contrast, grain, rng.uniform(0, 6), 128.0 * (1 - contrast) + bright,
+                                dtype=cv2.CV_8U)
         return image, owner, objs, p_idx, full, rois
 
     def scene(self, i: int) -> Scene:
@@ -194,7 +194,7 @@ class SceneGenerator:
         for attempt in range(MAX_ATTEMPTS):
             bare = attempt == MAX_ATTEMPTS - 1  # last resort: the primary alone
             image, owner, objs, p_idx, full, rois = self._render(rng, primary, kind, bare)
-            visible = np.bincount(owner.ravel(), minlength=len(objs) + 1)[1:]
+            visible = cv2.calcHist([owner], [0], None, [256], [0, 256]).ravel().astype(np.int64)[1:len(objs) + 1]
             keep = [j for j in range(len(objs))
                     if full[j] > 0 and visible[j] >= max(MIN_VISIBLE_FRACTION * full[j], min_vis)]
             if p_idx in keep and int(np.argmax(visible)) == p_idx:
@@ -211,8 +211,8 @@ class SceneGenerator:
             box = (float(x0 + xs.min()), float(y0 + ys.min()), float(x0 + xs.max() + 1), float(y0 + ys.max() + 1))
             instances.append(Instance(box, int(objs[j][0]), int(visible[j])))
         dominant = int(np.argmax([inst.area for inst in instances]))
-        return Scene(image=image, seg=lut[owner], instances=instances, dominant=dominant,
-                     label=instances[dominant].class_id, kind=kind, inst_map=relabel[owner])
+        return Scene(image=image, seg=cv2.LUT(owner, lut), instances=instances, dominant=dominant,
+                     label=instances[dominant].class_id, kind=kind, inst_map=cv2.LUT(owner, relabel))
 
     def batch(self, indices: Iterable[int]) -> list[Scene]:
         return [self.scene(i) for i in indices]
