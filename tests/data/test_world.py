@@ -73,9 +73,13 @@ def test_classes_balanced_within_one(gen: SceneGenerator) -> None:
     """Stated tolerance: over scenes 0..n-1 every class count is floor(n/C) or ceil(n/C)."""
     n = 2 * NUM_CLASSES + 10
     labels = [gen.scene(i).label for i in range(n)]
+    assert labels == [gen.primary_class(i) for i in range(n)]  # the label is the stratified class
     counts = Counter(labels)
     assert set(counts) == set(range(NUM_CLASSES))
     assert min(counts.values()) >= n // NUM_CLASSES and max(counts.values()) <= -(-n // NUM_CLASSES)
+    # any contiguous index range (a val/test split) is within 2: two partial blocks at most
+    window = Counter(gen.primary_class(i) for i in range(1000, 1500))
+    assert len(window) == NUM_CLASSES and max(window.values()) - min(window.values()) <= 2
 
 
 def test_generate_pool_matches_single_process() -> None:
