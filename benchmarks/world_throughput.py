@@ -7,6 +7,7 @@ multi-process ``generate_pool``. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -28,6 +29,9 @@ def main() -> None:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="0 = skip the pool measurement")
+    p.add_argument("--pool-n", type=int, default=0, help="scenes for the pool measurement (default --n)")
+    p.add_argument("--digest", type=int, default=0,
+                   help="also hash scenes 0..N-1 (image, seg, labels) to compare machines/versions")
     args = p.parse_args()
     cv2.setNumThreads(1)
     gen = SceneGenerator(args.seed, args.size)
@@ -59,11 +63,21 @@ def main() -> None:
                label_count_min_max=[int(lab.min()), int(lab.max())],
                instance_count_min_max=[int(inst.min()), int(inst.max())])
     if args.workers:
+        pool_n = args.pool_n or args.n
         t0 = time.perf_counter()
-        generate_pool(args.seed, args.n, args.size, workers=args.workers)
+        generate_pool(args.seed, pool_n, args.size, workers=args.workers)
         dt = time.perf_counter() - t0
-        out.update(pool_workers=args.workers, pool_scenes_per_s=round(args.n / dt, 1),
-                   pool_note="includes process start-up (spawn) and the final copy out of shared memory")
+        out.update(pool_workers=args.workers, pool_n=pool_n, pool_scenes_per_s=round(pool_n / dt, 1),
+                   pool_note="includes process start-up (spawn) and the final copy out of the memory-mapped scratch file")
+    if args.digest:
+        h = hashlib.sha256()
+        for i in range(args.digest):
+            sc = gen.scene(i)
+            h.update(sc.image.tobytes())
+            h.update(sc.seg.tobytes())
+            h.update(repr([(x.box_xyxy, x.class_id, x.area) for x in sc.instances]).encode())
+        out.update(digest_n=args.digest, digest_sha256=h.hexdigest()[:16],
+                   versions={"numpy": np.__version__, "opencv": cv2.__version__})
     print(json.dumps(out))
 
 

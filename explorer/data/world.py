@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from multiprocessing import get_context, shared_memory
+from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
@@ -222,11 +224,10 @@ class SceneGenerator:
 _WORKER: dict = {}
 
 
-def _pool_init(seed: int, size: int, shm_name: str, n: int) -> None:
+def _pool_init(seed: int, size: int, path: str, n: int) -> None:
     cv2.setNumThreads(1)
-    shm = shared_memory.SharedMemory(name=shm_name)
-    _WORKER.update(gen=SceneGenerator(seed, size), shm=shm,
-                   images=np.ndarray((n, size, size, 3), np.uint8, buffer=shm.buf))
+    _WORKER.update(gen=SceneGenerator(seed, size),
+                   images=np.memmap(path, np.uint8, mode="r+", shape=(n, size, size, 3)))
 
 
 def _pool_work(bounds: tuple[int, int, int]) -> tuple[int, list[int]]:
@@ -240,12 +241,22 @@ def _pool_work(bounds: tuple[int, int, int]) -> tuple[int, list[int]]:
     return start, labels
 
 
+def _scratch_dir(nbytes: int) -> str | None:
+    """RAM-backed /dev/shm when it has room (containers often cap it at 64 MB), else the temp dir."""
+    try:
+        if shutil.disk_usage("/dev/shm").free > 1.2 * nbytes:
+            return "/dev/shm"
+    except OSError:
+        pass
+    return None
+
+
 def generate_pool(seed: int, n: int, size: int = 224, workers: int | None = None,
                   start: int = 0, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Scenes ``start .. start+n-1`` as (uint8[n,H,W,3], int64[n]) using ``workers`` processes.
 
-    Workers write straight into shared memory (no per-image pickling); with the
-    ``spawn`` start method they are safe even if the parent holds torch/CUDA state.
+    Workers write straight into one memory-mapped scratch file (no per-image pickling); with
+    the ``spawn`` start method they are safe even if the parent holds torch/CUDA state.
     """
     workers = workers or os.cpu_count() or 1
     labels = np.zeros(n, np.int64)
@@ -257,17 +268,15 @@ def generate_pool(seed: int, n: int, size: int = 224, workers: int | None = None
             images[k], labels[k] = sc.image, sc.label
         return images, labels
     nbytes = n * size * size * 3
-    shm = shared_memory.SharedMemory(create=True, size=nbytes)
-    try:
+    with tempfile.TemporaryDirectory(dir=_scratch_dir(nbytes), prefix="world_pool_") as tmp:
+        path = os.path.join(tmp, "images.u8")
+        np.memmap(path, np.uint8, mode="w+", shape=(nbytes,)).flush()
         jobs = [(a, min(a + chunk, n), start) for a in range(0, n, chunk)]
         ctx = get_context("spawn")
-        with ctx.Pool(workers, initializer=_pool_init, initargs=(seed, size, shm.name, n)) as pool:
+        with ctx.Pool(workers, initializer=_pool_init, initargs=(seed, size, path, n)) as pool:
             for a, labs in pool.imap_unordered(_pool_work, jobs):
                 labels[a:a + len(labs)] = labs
-        images = np.ndarray((n, size, size, 3), np.uint8, buffer=shm.buf).copy()
-    finally:
-        shm.close()
-        shm.unlink()
+        images = np.array(np.memmap(path, np.uint8, mode="r", shape=(n, size, size, 3)))
     return images, labels
 
 
