@@ -10,13 +10,11 @@ COCO ``[x, y, w, h]`` -> ``[x, y, x + w, y + h]``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 FORMATS = ("imagefolder", "voc", "coco")
 
 
@@ -83,14 +81,8 @@ def guess_format(data: str | Path, task: str) -> str:
 
 # --------------------------------------------------------------------------- ImageFolder
 def _read_imagefolder(root: Path, split: str) -> tuple[list[tuple[Path, int]], list[str]]:
-    try:
-        from explorer.data.formats.imagefolder import read_imagefolder
-    except ImportError:  # reader not there yet: the standard torchvision convention, sorted class dirs
-        base = root / split
-        classes = sorted(p.name for p in base.iterdir() if p.is_dir())
-        items = [(f, i) for i, c in enumerate(classes) for f in sorted((base / c).iterdir())
-                 if f.suffix.lower() in IMAGE_EXTS]
-        return items, classes
+    from explorer.data.formats.imagefolder import read_imagefolder
+
     return read_imagefolder(root, split)
 
 
@@ -172,32 +164,27 @@ def _coco_json(root: Path, split: str) -> Path:
     raise FileNotFoundError(f"no COCO json for split {split!r} under {root}")
 
 
-def _coco_image_dir(root: Path, json_path: Path, split: str, file_name: str) -> Path:
-    for base in (root / "images" / split, root / split, root / f"{split}2017", root / "images", json_path.parent,
-                 root):
-        if (base / file_name).is_file():
-            return base
-    raise FileNotFoundError(f"image {file_name} of {json_path} not found under {root}")
-
-
 def _load_coco(data: str | Path, split: str) -> BoxData:
+    from explorer.data.formats.coco import category_index, read_coco, xywh_to_xyxy
+
     root = resolve_root(data, "coco")
     jpath = _coco_json(root, split)
-    ds = json.loads(jpath.read_text())  # plain JSON; the formats reader adds validation on top
-    cats = sorted(ds.get("categories", []), key=lambda c: c["id"])
-    cat_index = {c["id"]: i for i, c in enumerate(cats)}
+    images, anns, cats = read_coco(jpath)
+    if images and not Path(images[0]["path"]).is_file():  # flat layouts: images next to the json or in root
+        for base in (root / split, root / "images" / split, root / "images", jpath.parent, root):
+            if (base / images[0]["file_name"]).is_file():
+                images, anns, cats = read_coco(jpath, base)
+                break
+    cat_index = category_index(cats)
     per_img: dict[int, list[dict]] = {}
-    for a in ds.get("annotations", []):
+    for a in anns:
         per_img.setdefault(a["image_id"], []).append(a)
-    images = sorted(ds.get("images", []), key=lambda im: im["id"])
-    base = _coco_image_dir(root, jpath, split, images[0]["file_name"]) if images else root
+    images = sorted(images, key=lambda im: im["id"])
     paths, boxes, labels, crowd = [], [], [], []
     for im in images:
-        anns = per_img.get(im["id"], [])
-        paths.append(base / im["file_name"])
-        b = np.asarray([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
-        b[:, 2:] += b[:, :2]
-        boxes.append(b)
-        labels.append(np.asarray([cat_index[a["category_id"]] for a in anns], np.int64))
-        crowd.append(np.asarray([bool(a.get("iscrowd", 0)) for a in anns], bool))
+        ia = per_img.get(im["id"], [])
+        paths.append(Path(im["path"]))
+        boxes.append(np.asarray([xywh_to_xyxy(a["bbox"]) for a in ia], np.float32).reshape(-1, 4))
+        labels.append(np.asarray([cat_index[a["category_id"]] for a in ia], np.int64))
+        crowd.append(np.asarray([bool(a.get("iscrowd", 0)) for a in ia], bool))
     return BoxData(paths, boxes, labels, crowd, [c["name"] for c in cats], root)

@@ -76,6 +76,8 @@ def classification_metrics(
 ) -> dict:
     """Tables 3-5 of the report from class scores: top-1/top-5, balanced accuracy, macro and weighted
     precision/recall/F1 (sklearn, ``zero_division=0``) and the worst classes."""
+    import warnings
+
     from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support
 
     scores = np.asarray(scores)
@@ -88,8 +90,10 @@ def classification_metrics(
         "num_classes": int(num_classes),
         "top1": topk[1],
         "top5": topk[5],
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
     }
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true" is expected on small splits
+        warnings.simplefilter("ignore", UserWarning)
+        out["balanced_accuracy"] = float(balanced_accuracy_score(y_true, y_pred))
     for avg in ("macro", "weighted"):
         # sklearn averages over the classes present in y_true or y_pred (as classification_report
         # does), so classes with no test sample and no prediction do not dilute the macro mean.

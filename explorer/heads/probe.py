@@ -7,6 +7,7 @@ and inference is a few lines of numpy, so the app never needs a pickled sklearn 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,9 @@ def train_probe(
         intercept[seen[0]] = 0.0
     else:
         clf = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter)
-        clf.fit(xs, y)
+        with warnings.catch_warnings():  # many classes, few samples is normal for a probe; not an error
+            warnings.filterwarnings("ignore", message=".*number of unique classes.*")
+            clf.fit(xs, y)
         if len(clf.classes_) == 2:
             # sklearn stores one weight vector w for p(class 1) = sigmoid(w.x + b); the softmax over
             # logits [0, w.x + b] gives the same probabilities, so the numpy path stays one formula.
