@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -145,6 +146,20 @@ def write_voc_splits(root: Path, splits: Mapping[str, Iterable[str]], segmented:
         (root / "ImageSets" / "Main" / f"{split}.txt").write_text(text)
         if segmented:
             (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(text)
+
+
+def write_voc(root: Path, items: Iterable[tuple[str, Any]], splits: Mapping[str, Iterable[str]] | None = None,
+              class_names: list[str] = CLASS_NAMES) -> Path:
+    """Write ``(image_id, scene)`` pairs (anything with image/seg/inst_map/instances) + split files."""
+    root = prepare_voc_root(root, class_names)
+    ids = []
+    for image_id, sc in items:
+        boxes = np.array([i.box_xyxy for i in sc.instances], np.float32).reshape(-1, 4)
+        write_voc_sample(root, image_id, sc.image, sc.seg, sc.inst_map, boxes,
+                         [i.class_id for i in sc.instances], class_names)
+        ids.append(image_id)
+    write_voc_splits(root, splits if splits is not None else {"train": ids})
+    return root
 
 
 # -- reading -------------------------------------------------------------------------------------

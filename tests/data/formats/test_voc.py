@@ -73,12 +73,8 @@ def test_rgb_segmentation_png_decodes_to_same_indices(real_voc: Path, tmp_path: 
 
 def test_write_read_round_trip(tmp_path: Path) -> None:
     gen = SceneGenerator(seed=2)
-    root = voc.prepare_voc_root(tmp_path / "voc")
     scenes = {f"{i:06d}": gen.scene(i) for i in range(6)}
-    for sid, sc in scenes.items():
-        boxes = np.array([i.box_xyxy for i in sc.instances], np.float32)
-        voc.write_voc_sample(root, sid, sc.image, sc.seg, sc.inst_map, boxes, [i.class_id for i in sc.instances])
-    voc.write_voc_splits(root, {"train": list(scenes)[:4], "val": list(scenes)[4:]})
+    root = voc.write_voc(tmp_path / "voc", scenes.items(), {"train": list(scenes)[:4], "val": list(scenes)[4:]})
     back = voc.read_voc(root, "train") + voc.read_voc(root, "val")
     assert voc.voc_class_names(root) == ["background", *CLASS_NAMES]
     for s in back:
