@@ -120,6 +120,18 @@ def run_segmentation(a: argparse.Namespace, backbone: Any) -> tuple[dict, str]:
     return m, "\n".join(md) + "\n"
 
 
+def _detection_predict(detection: Any) -> Callable[[Any, Any, tuple[int, int]], list[dict]]:
+    """COCOeval ranks by score, so keep low-score boxes (the UI's slider filters them, eval must not)."""
+
+    def fn(head: Any, grids: Any, input_size: tuple[int, int]) -> list[dict]:
+        try:
+            return detection.predict(head, grids, input_size, score_threshold=0.001)
+        except TypeError:
+            return detection.predict(head, grids)
+
+    return fn
+
+
 def run_detection(a: argparse.Namespace, backbone: Any) -> tuple[dict, str]:
     from explorer.eval.datasets import guess_format, load_boxes
 
@@ -133,7 +145,11 @@ def run_detection(a: argparse.Namespace, backbone: Any) -> tuple[dict, str]:
     except FileNotFoundError as e:
         raise _no_head("detection", a.heads, backbone) from e
     data = load_boxes(a.data, a.split, a.format)
-    m = tasks.evaluate_detection(backbone, head, data, detection.predict, a.size, progress=not a.no_progress)
+    if list(getattr(head, "class_names", data.class_names)) != list(data.class_names):
+        raise SystemExit(f"error: dataset classes ({len(data.class_names)}) differ from the detection head's "
+                         f"({len(head.class_names)})")
+    m = tasks.evaluate_detection(backbone, head, data, _detection_predict(detection), a.size,
+                                 cache_dir=a.cache_dir, progress=not a.no_progress)
     md = _header("Object detection evaluation (COCO protocol, pycocotools)", a, backbone,
                  [("Head", f"`{a.heads}`"), ("Input size", m["input_size"])])
     md += ["| Metric | Value |", "|---|---|", f"| mAP@[.5:.95] | {_num(m['map'])} |", f"| AP50 | {_num(m['ap50'])} |",

@@ -93,32 +93,45 @@ def _open_rgb(path: Path) -> Image.Image:
         return im.convert("RGB")
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) from the file header, without decoding the pixels."""
+    with Image.open(path) as im:
+        return im.height, im.width
+
+
 def evaluate_detection(
     backbone: Any,
     head: Any,
     data: BoxData,
     predict_fn: Any,
     size: int | None = None,
-    batch_size: int = 8,
+    batch_size: int = 32,
+    cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """COCO mAP@[.5:.95], AP50, AP75 (pycocotools). ``predict_fn(head, list[Features])`` must return one
-    dict per image with ``boxes_xyxy`` in ORIGINAL image pixels, ``scores`` and ``labels`` (0-based)."""
-    from tqdm.auto import tqdm
+    """COCO mAP@[.5:.95], AP50, AP75 (pycocotools) at each image's ORIGINAL resolution.
+
+    Detection heads are trained on square ``size x size`` inputs (``explorer.heads.detection``), so
+    grids come from the same square-resize feature cache; ``predict_fn(head, grids[B, h, w, d],
+    (size, size))`` returns per image ``boxes_xyxy`` in input pixels, ``scores`` and 0-based
+    ``labels``; boxes are scaled back to the original image here.
+    """
+    from explorer.heads.features_cache import extract_features
 
     card = getattr(head, "card", {}) or {}
-    card_size = card.get("input_size", 224)
-    size = int(size or (max(card_size) if isinstance(card_size, (list, tuple)) else card_size))
-    layer = card.get("layer")
+    head_size = getattr(head, "input_size", None) or card.get("input_size", 224)
+    size = int(size or (max(head_size) if isinstance(head_size, (list, tuple)) else head_size))
+    layer = getattr(head, "layer", None) or card.get("layer") or (getattr(head, "recipe", {}) or {}).get("layer")
+    feats = extract_features(backbone, data.image_paths, data.root, size, layer, patches=True,
+                             batch_size=batch_size, cache_dir=cache_dir, progress=progress, desc="detection features")
+    sizes = [image_size(p) for p in data.image_paths]
     dets: list[dict] = []
-    sizes: list[tuple[int, int]] = []
-    for i in tqdm(range(0, len(data.image_paths), batch_size), desc="detection", disable=not progress):
-        feats = []
-        for p in data.image_paths[i : i + batch_size]:
-            img = _open_rgb(p)
-            sizes.append((img.height, img.width))
-            feats.append(backbone.extract(img, size=size, layer=layer))
-        dets.extend(predict_fn(head, feats))
+    for i in range(0, len(sizes), batch_size):
+        for j, d in enumerate(predict_fn(head, feats.patches[i : i + batch_size], (size, size))):
+            h, w = sizes[i + j]
+            scale = np.array([w / size, h / size, w / size, h / size], np.float64)
+            boxes = np.asarray(d["boxes_xyxy"], np.float64).reshape(-1, 4) * scale
+            dets.append({"boxes_xyxy": boxes, "scores": np.asarray(d["scores"]), "labels": np.asarray(d["labels"])})
     out = M.coco_detection_map(data.boxes, data.labels, dets, num_classes=len(data.class_names),
                                image_sizes=sizes, gt_iscrowd=data.difficult)
     out["input_size"] = size

@@ -52,8 +52,9 @@ def open_backbone(source: str | None, strict: bool = True) -> Any:
     res = load_backbone(source)
     if res.backbone is None:
         raise SystemExit(f"error: could not load a backbone: {res.message}")
-    if strict and source and res.fell_back:
-        raise SystemExit(f"error: requested backbone {source!r} is unavailable: {res.message}")
+    requested = getattr(res, "requested", source) or "bundled"
+    if strict and requested != "bundled" and res.fell_back:
+        raise SystemExit(f"error: requested backbone {requested!r} is unavailable: {res.message}")
     print(res.message, file=sys.stderr)
     return res.backbone
 

@@ -173,3 +173,17 @@ def list_heads(directory: str | Path) -> list[dict[str, Any]]:
         if isinstance(card, dict) and "backbone_fingerprint" in card:
             out.append(card)
     return out
+
+
+def train_command(kind: str, model_id: str, data: str = "DIR") -> str:
+    """The command that trains a ``kind`` head for a backbone (shown by the UI when none exists)."""
+    return f"python -m explorer train-head {kind} --data {data} --model {model_id}"
+
+
+def find_heads(backbone: Any, root: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Cards (by head name) in the backbone's default folder that were trained for THIS backbone."""
+    directory = default_heads_dir(backbone.model_id, root)
+    if not directory.is_dir():
+        return {}
+    return {c["name"]: c for c in list_heads(directory)
+            if c.get("backbone_fingerprint") == str(backbone.fingerprint) and "name" in c}

@@ -96,7 +96,8 @@ def test_other_backbone_is_refused(world, tmp_path, capsys) -> None:
 
 
 def test_detection_harness_with_oracle_predictor(world) -> None:
-    """The detection path end to end with a predictor that returns the ground truth -> mAP 1."""
+    """The detection path end to end with a predictor that returns the ground truth in input pixels
+    (32 px square input for 64 px images) -> boxes scaled back must give mAP 1."""
     from explorer.backbone import load_backbone
     from explorer.eval.datasets import load_boxes
     from explorer.eval.tasks import evaluate_detection
@@ -106,13 +107,14 @@ def test_detection_harness_with_oracle_predictor(world) -> None:
     data = load_boxes(w["data"], "test", "voc")
     it = iter(range(len(data.boxes)))
 
-    def oracle(head, feats):
+    def oracle(head, grids, input_size):
+        assert tuple(grids.shape[1:3]) == (2, 2) and input_size == (32, 32)
         out = []
-        for f in feats:
+        for _ in range(len(grids)):
             i = next(it)
-            assert f.image_size == (64, 64)
-            out.append({"boxes_xyxy": data.boxes[i], "scores": np.ones(len(data.boxes[i])), "labels": data.labels[i]})
+            out.append({"boxes_xyxy": data.boxes[i] * 0.5, "scores": np.ones(len(data.boxes[i])),
+                        "labels": data.labels[i]})
         return out
 
-    res = evaluate_detection(bb, None, data, oracle, size=64, batch_size=4, progress=False)
+    res = evaluate_detection(bb, None, data, oracle, size=32, batch_size=4, cache_dir=w["cache"], progress=False)
     assert res["map"] == pytest.approx(1.0) and res["n_gt"] == len(data.boxes)

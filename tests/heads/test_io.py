@@ -69,3 +69,12 @@ def test_update_card_metrics_keeps_weights(tmp_path) -> None:
     assert io.read_card(tmp_path, "probe")["metrics"]["test"] == {"top1": 0.9}
     assert (tmp_path / "probe.safetensors").read_bytes() == before
     assert [c["name"] for c in io.list_heads(tmp_path)] == ["probe"]
+
+
+def test_find_heads_lists_only_this_backbones_heads(tmp_path) -> None:
+    d = io.default_heads_dir("org/model-a", tmp_path)
+    io.save_head(d, "probe", {"w": torch.ones(1)}, io.make_card("probe", _bb(), ["a"], 224))
+    io.save_head(d, "stale", {"w": torch.ones(1)}, io.make_card("probe", _bb(fp="old"), ["a"], 224))
+    assert set(io.find_heads(_bb(), tmp_path)) == {"probe"}
+    assert io.find_heads(_bb(mid="org/none"), tmp_path) == {}
+    assert io.train_command("probe", "org/model-a") == "python -m explorer train-head probe --data DIR --model org/model-a"
