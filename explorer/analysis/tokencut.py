@@ -155,10 +155,10 @@ class TokenCutGraph:
         return _finish(x, lam2, lam3, b, deg, eps, self.grid, tau, solver, connectivity)
 
     def sweep(
-        self, taus: Iterable[float], eps: float = 1e-5, solver: Solver = "fast"
+        self, taus: Iterable[float], eps: float = 1e-5, solver: Solver = "fast", connectivity: int = 4
     ) -> list[TokenCutResult]:
         """One result per τ, reusing A."""
-        return [self.solve(float(t), eps=eps, solver=solver) for t in taus]
+        return [self.solve(float(t), eps, solver, connectivity) for t in taus]
 
 
 def tokencut(
@@ -169,10 +169,10 @@ def tokencut(
 
 
 def tokencut_sweep(
-    patches: Any, taus: Iterable[float], eps: float = 1e-5, solver: Solver = "fast"
+    patches: Any, taus: Iterable[float], eps: float = 1e-5, solver: Solver = "fast", connectivity: int = 4
 ) -> list[TokenCutResult]:
     """TokenCut at several τ on the same features (A computed once)."""
-    return TokenCutGraph.from_patches(patches).sweep(taus, eps=eps, solver=solver)
+    return TokenCutGraph.from_patches(patches).sweep(taus, eps, solver, connectivity)
 
 
 def _dense_w(b: np.ndarray, eps: float) -> np.ndarray:
