@@ -121,10 +121,13 @@ def predict(head: SegHead, features: Any, out_size: tuple[int, int] | None = Non
 
 
 @torch.inference_mode()
-def predict_batch(head: SegHead, patches: torch.Tensor, out_size: tuple[int, int]) -> np.ndarray:
-    """Class maps ``uint8[B, H, W]`` for a batch of same-size grids ``(B, h, w, d)``."""
+def predict_batch(head: SegHead, patches: torch.Tensor, out_size: tuple[int, int], chunk: int = 16) -> np.ndarray:
+    """Class maps ``uint8[B, H, W]`` for same-size grids ``(B, h, w, d)``, ``chunk`` grids at a time
+    (full-size logits of a whole split would not fit in memory: B x K x H x W floats)."""
     head.module.eval()
-    return logits(head, patches, out_size).argmax(1).to(torch.uint8).cpu().numpy()
+    parts = [logits(head, patches[i : i + chunk], out_size).argmax(1).to(torch.uint8).cpu().numpy()
+             for i in range(0, len(patches), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, *out_size), np.uint8)
 
 
 def train_segmentation(
