@@ -22,6 +22,9 @@ from explorer.ssl.config import CropConfig
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _LUMA = (0.299, 0.587, 0.114)
+_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+_FROM_YIQ = torch.linalg.inv(_TO_YIQ).float()
+_TO_YIQ = _TO_YIQ.float()
 
 
 @dataclass
@@ -79,8 +82,11 @@ def sample_crop_params(
     n = batch * copies
     source = torch.arange(batch, device=device).repeat(copies)
     scale = _uniform(n, scale_range[0], scale_range[1], g, device)
-    log_ratio = _uniform(n, math.log(cfg.ratio[0]), math.log(cfg.ratio[1]), g, device)
-    ratio = log_ratio.exp()
+    # aspect ratio log-uniform, restricted to [s, 1/s] so the crop fits and covers exactly `scale`
+    # (torchvision retries instead; restricting the range keeps it one batched draw)
+    lo = torch.clamp(scale.log(), min=math.log(cfg.ratio[0]))
+    hi = torch.clamp(-scale.log(), max=math.log(cfg.ratio[1]))
+    ratio = (lo + (hi - lo) * torch.rand(n, generator=g, device=device)).exp()
     # half-extent of the crop in normalised [-1, 1] coordinates == fraction of the image side
     w = (scale * ratio).sqrt().clamp(max=1.0)
     h = (scale / ratio).sqrt().clamp(max=1.0)
@@ -119,12 +125,8 @@ def _hue_matrix(hue: Tensor) -> Tensor:
     Why YIQ rotation instead of torchvision's HSV round trip: it is one batched matmul,
     and for the small shifts used (|hue| <= 0.1) it is a close, smooth approximation.
     """
-    to_yiq = torch.tensor(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-        device=hue.device,
-        dtype=torch.float32,
-    )
-    from_yiq = torch.linalg.inv(to_yiq)
+    to_yiq = _TO_YIQ.to(hue.device)
+    from_yiq = _FROM_YIQ.to(hue.device)
     angle = hue * 2 * math.pi
     c, s = angle.cos(), angle.sin()
     rot = torch.zeros(hue.shape[0], 3, 3, device=hue.device)

@@ -34,7 +34,7 @@ def resample_patch_grid(patches: Tensor, grid: tuple[int, int], out_grid: tuple[
     x = patches.float().transpose(1, 2).reshape(b, d, grid[0], grid[1])
     if renormalize:
         x = F.normalize(x, dim=1, eps=1e-6)
-    x = F.interpolate(x, size=out_grid, mode="bilinear", align_corners=False, antialias=True)
+    x = F.interpolate(x, size=out_grid, mode="bilinear", align_corners=False)
     if renormalize:
         x = F.normalize(x, dim=1, eps=1e-6)
     return x.flatten(2).transpose(1, 2)
