@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
+import scipy.linalg
 
 from ._common import as_grid
 
@@ -14,18 +15,28 @@ def pca_fit(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
 
     Sign convention (deterministic, so colours don't flip between calls): each component is oriented
     so that the fitted sample with the largest |score| has a positive score (scikit-learn's svd_flip
-    on U). Components beyond the rank of ``x`` come back as zero rows.
+    on U). Components without variance (beyond the rank of ``x``) come back as zero rows.
+    With more rows than dims (the usual case: P patches > d) the d x d scatter matrix is diagonalised
+    instead of running an SVD of the P x d data, which is several times faster.
     """
+    x = np.asarray(x, dtype=np.float64)
     mean = x.mean(axis=0)
     centred = x - mean
-    u, s, vt = np.linalg.svd(centred, full_matrices=False)
-    k = min(n_components, vt.shape[0])
-    comps = np.zeros((n_components, x.shape[1]))
+    p, d = centred.shape
+    k = min(n_components, p, d)
+    if p >= d:
+        lam, vecs = scipy.linalg.eigh(centred.T @ centred, subset_by_index=[d - k, d - 1])
+        var, basis = lam[::-1], vecs[:, ::-1].T  # descending
+    else:
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        var, basis = s[:k] ** 2, vt[:k]
+    comps = np.zeros((n_components, d))
+    top = max(float(var[0]), 0.0) if k else 0.0
     for i in range(k):
-        if s[i] <= 1e-12 * max(s[0], 1e-300):
+        if var[i] <= 1e-10 * top or top == 0.0:
             continue  # no variance left: leave a zero component instead of noise
-        sign = np.sign(u[np.argmax(np.abs(u[:, i])), i]) or 1.0
-        comps[i] = sign * vt[i]
+        scores = centred @ basis[i]
+        comps[i] = basis[i] if scores[np.argmax(np.abs(scores))] >= 0 else -basis[i]
     return mean, comps
 
 

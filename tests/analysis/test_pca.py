@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from explorer.analysis import pca_rgb
@@ -18,11 +19,12 @@ def _reference(x: np.ndarray, fit: np.ndarray, k: int = 3) -> np.ndarray:
     return np.clip((scores - lo) / (hi - lo), 0, 1)
 
 
-def test_matches_svd_by_hand() -> None:
+@pytest.mark.parametrize("dim", [6, 40])  # fewer dims than patches (scatter-matrix path) and more (SVD path)
+def test_matches_svd_by_hand(dim: int) -> None:
     rng = np.random.default_rng(1)
-    patches = rng.standard_normal((3, 4, 6))
+    patches = rng.standard_normal((3, 4, dim))
     rgb = pca_rgb(patches, percentiles=(0, 100))
-    x = patches.reshape(12, 6)
+    x = patches.reshape(12, dim)
     assert rgb.shape == (3, 4, 3) and rgb.dtype == np.float32
     np.testing.assert_allclose(rgb.reshape(12, 3), _reference(x, x), atol=1e-5)
     assert rgb.min() == 0.0 and rgb.max() == 1.0
