@@ -7,7 +7,8 @@ images listed, the backbone config, the size or the layer gives a new key, so a 
 hit. Images are resized to a fixed square ``size x size`` (as in the report's 224 px probe and 448 px
 segmentation protocols) so they can be batched through ``Backbone.forward_batch``.
 
-Patch grids are stored as float16 (half the disk and RAM; the heads train in float32).
+Patch grids are stored as float16 (half the disk and RAM; the heads train in float32). A CLS-only
+request still stores the grids when they take at most ``$EXPLORER_CACHE_PATCH_LIMIT_MB`` (1024 MB).
 
 Cache location: ``$EXPLORER_CACHE/features`` or ``<repo>/.cache/features``.
 """
@@ -96,18 +97,22 @@ def extract_features(
         grid = load_file(str(patch_file))["patches"] if patches else None
         if cls.shape[0] == len(paths):
             return FeatureSet(cls, grid, paths, key, size, layer)
+    # The backbone yields the patch grid anyway: keep it when it is small enough, so a segmentation
+    # head trained after a probe on the same data does not run the backbone again.
+    hw = size // backbone.patch_size
+    grid_mb = len(paths) * hw * hw * backbone.hidden_size * 2 / 2**20
+    keep_grid = patches or grid_mb <= float(os.environ.get("EXPLORER_CACHE_PATCH_LIMIT_MB", "1024"))
     cls_rows, grid_rows = [], []
     for i in tqdm(range(0, len(paths), batch_size), desc=desc, disable=not progress, unit="batch"):
         batch = [backbone.preprocess(load_square(p, size), size) for p in paths[i : i + batch_size]]
         c, _, g = backbone.forward_batch(torch.cat(batch), layer)
         cls_rows.append(c.float())
-        if patches:
+        if keep_grid:
             grid_rows.append(g.to(torch.float16))
     d = backbone.hidden_size
     cls = torch.cat(cls_rows) if cls_rows else torch.zeros(0, d)
     grid = None
-    if patches:
-        hw = size // backbone.patch_size
+    if keep_grid:
         grid = torch.cat(grid_rows) if grid_rows else torch.zeros(0, hw, hw, d, dtype=torch.float16)
     cdir.mkdir(parents=True, exist_ok=True)
     meta = {"paths": json.dumps(paths), "size": str(size), "layer": str(layer), "fingerprint": backbone.fingerprint,
@@ -115,7 +120,7 @@ def extract_features(
     save_file({"cls": cls.contiguous()}, str(cls_file), metadata=meta)
     if grid is not None:
         save_file({"patches": grid.contiguous()}, str(patch_file), metadata=meta)
-    return FeatureSet(cls, grid, paths, key, size, layer)
+    return FeatureSet(cls, grid if patches else None, paths, key, size, layer)
 
 
 def load_masks(paths: Sequence[str | Path], size: int | tuple[int, int]) -> torch.Tensor:

@@ -74,3 +74,14 @@ def test_load_masks_keeps_class_ids_and_void(tmp_path) -> None:
     assert out.shape == (4, 4)
     assert set(np.unique(out)) <= {0, 3, 255}
     assert out[0, 0] == 3 and out[3, 3] == 255 and out[3, 0] == 0
+
+
+def test_cls_only_request_keeps_small_grids_for_later(tmp_path, backbone, monkeypatch) -> None:
+    paths = _images(tmp_path, 3)
+    first = extract_features(backbone, paths, tmp_path, size=32, patches=False, cache_dir=tmp_path / "c",
+                             progress=False)
+    assert first.patches is None
+    monkeypatch.setattr(backbone, "forward_batch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-run")))
+    grids = extract_features(backbone, paths, tmp_path, size=32, patches=True, cache_dir=tmp_path / "c",
+                             progress=False)
+    assert grids.patches.shape == (3, 2, 2, 32)
