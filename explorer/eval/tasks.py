@@ -31,7 +31,7 @@ def evaluate_probe(
 ) -> dict[str, Any]:
     """Top-1/top-5, balanced accuracy, macro/weighted P/R/F1, worst classes, confusion matrix."""
     from explorer.heads.features_cache import extract_features
-    from explorer.heads.probe import predict_proba
+    from explorer.heads.probe import predict_proba, probe_input
 
     size = int(size or head.card.get("input_size", 224))
     layer = head.card.get("layer")
@@ -42,7 +42,7 @@ def evaluate_probe(
             f"the dataset's {len(data.class_names)} classes differ from the probe's {len(head.class_names)} "
             f"(dataset starts {data.class_names[:3]}, probe starts {head.class_names[:3]})"
         )
-    probs = predict_proba(head, feats.cls.numpy())
+    probs = predict_proba(head, probe_input(head.feature, feats.cls, feats.patch_mean))
     out = M.classification_metrics(data.labels, probs, head.class_names)
     y_pred = out.pop("y_pred")
     out["confusion"] = M.confusion_matrix(data.labels, y_pred, len(head.class_names))

@@ -20,6 +20,7 @@ import numpy as np
 TRAINERS: dict[str, str] = {
     "probe": "explorer.heads.cli:train_probe_main",
     "segmentation": "explorer.heads.cli:train_segmentation_main",
+    "detection": "explorer.heads.detection_cli:train_detection_main",
 }
 
 
@@ -90,12 +91,14 @@ def train_probe_main(argv: list[str]) -> int:
     from explorer.eval.metrics import classification_metrics
     from explorer.heads import io
     from explorer.heads.features_cache import extract_features
-    from explorer.heads.probe import predict_proba, save_probe, train_probe
+    from explorer.heads.probe import FEATURES, predict_proba, probe_input, save_probe, train_probe
 
     p = common_parser("probe", "Linear probe (multinomial logistic regression) on the CLS token.")
     p.add_argument("--C", default="1.0",
                    help="inverse L2 strength; a comma list (e.g. 0.1,1,10) is searched on the val split")
     p.add_argument("--max-iter", type=int, default=1000)
+    p.add_argument("--feature", choices=FEATURES, default="cls",
+                   help="probe input: the CLS token (the report) or CLS + mean patch token (DINOv2 variant)")
     a = p.parse_args(argv)
     fmt = a.format or guess_format(a.data, "probe")
     backbone = open_backbone(a.model)
@@ -105,14 +108,16 @@ def train_probe_main(argv: list[str]) -> int:
           "cache_dir": a.cache_dir, "progress": not a.no_progress}
     ftr = extract_features(backbone, train.paths, train.root, desc=f"{a.train_split} features", **kw)
     fval = extract_features(backbone, val.paths, val.root, desc=f"{a.val_split} features", **kw) if val else None
+    xtr = probe_input(a.feature, ftr.cls, ftr.patch_mean)
+    xval = probe_input(a.feature, fval.cls, fval.patch_mean) if fval is not None else None
     cs = [float(c) for c in str(a.C).split(",") if c.strip()]
     best, best_top1, search = None, -1.0, {}
     for c in cs:
-        head = train_probe(ftr.cls.numpy(), train.labels, train.class_names, C=c, max_iter=a.max_iter)
+        head = train_probe(xtr, train.labels, train.class_names, C=c, max_iter=a.max_iter, feature=a.feature)
         if fval is None:
             best = head
             break
-        top1 = float((predict_proba(head, fval.cls.numpy()).argmax(1) == val.labels).mean())
+        top1 = float((predict_proba(head, xval).argmax(1) == val.labels).mean())
         search[str(c)] = top1
         if top1 > best_top1:
             best, best_top1, best_c = head, top1, c
@@ -120,13 +125,13 @@ def train_probe_main(argv: list[str]) -> int:
     chosen_c = best_c if fval is not None else cs[0]
     metrics: dict[str, Any] = {}
     if fval is not None:
-        m = classification_metrics(val.labels, predict_proba(best, fval.cls.numpy()), best.class_names)
+        m = classification_metrics(val.labels, predict_proba(best, xval), best.class_names)
         m.pop("y_pred")
         metrics[a.val_split] = _clean_metrics(m)
-    train_acc = float((predict_proba(best, ftr.cls.numpy()).argmax(1) == train.labels).mean())
+    train_acc = float((predict_proba(best, xtr).argmax(1) == train.labels).mean())
     recipe = {
         "method": "multinomial logistic regression on standardised CLS features (sklearn lbfgs, L2)",
-        "C": chosen_c, "C_search": search or None, "max_iter": a.max_iter, "feature": "cls",
+        "C": chosen_c, "C_search": search or None, "max_iter": a.max_iter, "feature": a.feature,
         "train_split": a.train_split, "n_train": len(train.paths), "train_top1": train_acc,
         "data": str(Path(a.data)), "format": fmt, "resize": f"square {a.size}x{a.size} bicubic",
     }

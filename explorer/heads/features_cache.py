@@ -41,6 +41,7 @@ class FeatureSet:
     """Features of an ordered list of images (row i <-> ``paths[i]``)."""
 
     cls: torch.Tensor  # (N, d) float32
+    patch_mean: torch.Tensor  # (N, d) float32, mean patch token (for CLS + avgpool probes)
     patches: torch.Tensor | None  # (N, h, w, d) float16, or None when only CLS was requested
     paths: list[str]
     key: str
@@ -60,7 +61,7 @@ def cache_key(paths: Sequence[str | Path], root: str | Path, fingerprint: str, s
         except OSError:
             stamp = "missing"
         h.update(f"\n{p.resolve()}|{stamp}".encode())
-    h.update(f"\n{fingerprint}|{int(size)}|{int(layer)}".encode())
+    h.update(f"\n{fingerprint}|{int(size)}|{int(layer)}|v2".encode())
     return h.hexdigest()[:24]
 
 
@@ -93,34 +94,36 @@ def extract_features(
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cls_file, patch_file = cdir / f"{key}.cls.safetensors", cdir / f"{key}.patches.safetensors"
     if cls_file.is_file() and (not patches or patch_file.is_file()):
-        cls = load_file(str(cls_file))["cls"]
+        stored = load_file(str(cls_file))
         grid = load_file(str(patch_file))["patches"] if patches else None
-        if cls.shape[0] == len(paths):
-            return FeatureSet(cls, grid, paths, key, size, layer)
+        if stored["cls"].shape[0] == len(paths):
+            return FeatureSet(stored["cls"], stored["patch_mean"], grid, paths, key, size, layer)
     # The backbone yields the patch grid anyway: keep it when it is small enough, so a segmentation
     # head trained after a probe on the same data does not run the backbone again.
     hw = size // backbone.patch_size
     grid_mb = len(paths) * hw * hw * backbone.hidden_size * 2 / 2**20
     keep_grid = patches or grid_mb <= float(os.environ.get("EXPLORER_CACHE_PATCH_LIMIT_MB", "1024"))
-    cls_rows, grid_rows = [], []
+    cls_rows, mean_rows, grid_rows = [], [], []
     for i in tqdm(range(0, len(paths), batch_size), desc=desc, disable=not progress, unit="batch"):
         batch = [backbone.preprocess(load_square(p, size), size) for p in paths[i : i + batch_size]]
         c, _, g = backbone.forward_batch(torch.cat(batch), layer)
         cls_rows.append(c.float())
+        mean_rows.append(g.float().mean(dim=(1, 2)))
         if keep_grid:
             grid_rows.append(g.to(torch.float16))
     d = backbone.hidden_size
     cls = torch.cat(cls_rows) if cls_rows else torch.zeros(0, d)
+    patch_mean = torch.cat(mean_rows) if mean_rows else torch.zeros(0, d)
     grid = None
     if keep_grid:
         grid = torch.cat(grid_rows) if grid_rows else torch.zeros(0, hw, hw, d, dtype=torch.float16)
     cdir.mkdir(parents=True, exist_ok=True)
     meta = {"paths": json.dumps(paths), "size": str(size), "layer": str(layer), "fingerprint": backbone.fingerprint,
             "model_id": str(backbone.model_id)}
-    save_file({"cls": cls.contiguous()}, str(cls_file), metadata=meta)
+    save_file({"cls": cls.contiguous(), "patch_mean": patch_mean.contiguous()}, str(cls_file), metadata=meta)
     if grid is not None:
         save_file({"patches": grid.contiguous()}, str(patch_file), metadata=meta)
-    return FeatureSet(cls, grid if patches else None, paths, key, size, layer)
+    return FeatureSet(cls, patch_mean, grid if patches else None, paths, key, size, layer)
 
 
 def load_masks(paths: Sequence[str | Path], size: int | tuple[int, int]) -> torch.Tensor:

@@ -18,6 +18,9 @@ import numpy as np
 from explorer.heads import io
 
 NAME = "probe"
+# "cls": the report's protocol. "cls+avgpool": CLS concatenated with the mean patch token (the DINOv2
+# linear-evaluation variant), useful for small backbones whose CLS token alone is weak.
+FEATURES = ("cls", "cls+avgpool")
 # Logit given to classes absent from the training labels: exp() underflows to exactly 0.
 ABSENT_LOGIT = -1e30
 
@@ -32,6 +35,7 @@ class ProbeHead:
     scale: np.ndarray  # (d,) float32
     class_names: list[str]
     card: dict[str, Any] = field(default_factory=dict)
+    feature: str = "cls"
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
@@ -43,8 +47,10 @@ def train_probe(
     class_names: Sequence[str],
     C: float = 1.0,
     max_iter: int = 1000,
+    feature: str = "cls",
 ) -> ProbeHead:
-    """Fit standardisation + multinomial logistic regression on CLS features ``[N, d]``."""
+    """Fit standardisation + multinomial logistic regression on probe inputs ``[N, D]`` (built with
+    ``probe_input(feature, ...)``; ``feature`` is recorded so inference rebuilds the same input)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -81,21 +87,44 @@ def train_probe(
         mean=np.asarray(scaler.mean_, dtype=np.float32),
         scale=scale.astype(np.float32),
         class_names=list(class_names),
+        feature=feature,
     )
 
 
-def decision_function(head: ProbeHead, cls_features: np.ndarray) -> np.ndarray:
-    """Logits ``[N, K]`` (float64) from CLS features ``[N, d]`` or ``[d]``."""
-    x = np.asarray(cls_features, dtype=np.float64)
+def probe_input(feature: str, cls: Any, patch_mean: Any | None = None) -> np.ndarray:
+    """The probe's input rows from CLS tokens ``[N, d]`` (+ mean patch tokens for ``cls+avgpool``)."""
+    cls = _np(cls).reshape(-1, _np(cls).shape[-1])
+    if feature == "cls":
+        return cls
+    if feature == "cls+avgpool":
+        if patch_mean is None:
+            raise ValueError("the cls+avgpool probe needs the mean patch token too")
+        return np.concatenate([cls, _np(patch_mean).reshape(cls.shape[0], -1)], axis=1)
+    raise ValueError(f"unknown probe feature {feature!r}; expected one of {FEATURES}")
+
+
+def _np(x: Any) -> np.ndarray:
+    return x.detach().cpu().float().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def features_vector(head: ProbeHead, features: Any) -> np.ndarray:
+    """``[1, D]`` probe input from one image's ``Features`` (what the app holds in its cache)."""
+    patches = _np(features.patches)
+    return probe_input(head.feature, _np(features.cls), patches.reshape(-1, patches.shape[-1]).mean(0))
+
+
+def decision_function(head: ProbeHead, cls_features: Any) -> np.ndarray:
+    """Logits ``[N, K]`` (float64) from probe inputs ``[N, D]`` / ``[D]`` or one ``Features``."""
+    if hasattr(cls_features, "patches"):
+        cls_features = features_vector(head, cls_features)
+    x = np.asarray(_np(cls_features), dtype=np.float64)
     x = x.reshape(1, -1) if x.ndim == 1 else x
     xs = (x - head.mean.astype(np.float64)) / head.scale.astype(np.float64)
     return xs @ head.coef.astype(np.float64).T + head.intercept.astype(np.float64)
 
 
 def predict_proba(head: ProbeHead, cls_features: Any) -> np.ndarray:
-    """Class probabilities ``[N, K]`` (a ``[d]`` input gives ``[1, K]``); accepts numpy or torch."""
-    if hasattr(cls_features, "detach"):
-        cls_features = cls_features.detach().cpu().numpy()
+    """Class probabilities ``[N, K]`` (a ``[D]`` input or a ``Features`` gives ``[1, K]``)."""
     logits = decision_function(head, cls_features)
     logits -= logits.max(axis=1, keepdims=True)
     p = np.exp(logits)
@@ -107,7 +136,8 @@ def predict(head: ProbeHead, cls_features: Any) -> np.ndarray:
 
 
 def topk(head: ProbeHead, cls_feature: Any, k: int = 5) -> list[tuple[str, float]]:
-    """The k most probable classes of ONE image as ``(name, probability)``, best first (UI top-5)."""
+    """The k most probable classes of ONE image (``Features`` or probe input) as ``(name, probability)``,
+    best first (the Classification tab's top-5)."""
     p = predict_proba(head, cls_feature)[0]
     order = np.argsort(-p, kind="stable")[:k]
     return [(head.class_names[i], float(p[i])) for i in order]
@@ -118,6 +148,7 @@ def save_probe(head: ProbeHead, directory: str | Path, name: str = NAME) -> Path
         raise ValueError("probe has no card; build one with explorer.heads.io.make_card")
     card = dict(head.card)
     card["class_names"] = list(head.class_names)
+    card["feature"] = head.feature
     return io.save_head(directory, name, head.state_dict(), card)
 
 
@@ -131,4 +162,5 @@ def load_probe(directory: str | Path, backbone: Any, name: str = NAME) -> ProbeH
         scale=state["scale"].numpy(),
         class_names=list(card["class_names"]),
         card=card,
+        feature=card.get("feature", "cls"),
     )

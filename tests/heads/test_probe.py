@@ -60,3 +60,23 @@ def test_save_load_round_trip_bit_identical_and_refusal(tmp_path) -> None:
     assert loaded.class_names == ["a", "b", "c"]
     with pytest.raises(io.HeadMismatchError):
         load_probe(tmp_path, SimpleNamespace(model_id="other", fingerprint="f2"))
+
+
+def test_cls_avgpool_probe_reads_features_like_the_cache() -> None:
+    import torch
+
+    from explorer.heads.probe import features_vector, probe_input
+
+    rng = np.random.default_rng(1)
+    grids = torch.from_numpy(rng.normal(size=(30, 2, 3, 4)).astype(np.float32))
+    cls = torch.from_numpy(rng.normal(size=(30, 4)).astype(np.float32))
+    y = np.arange(30) % 3
+    x = probe_input("cls+avgpool", cls, grids.mean(dim=(1, 2)))
+    assert x.shape == (30, 8)
+    head = train_probe(x, y, ["a", "b", "c"], feature="cls+avgpool")
+    one = SimpleNamespace(cls=cls[4], patches=grids[4])
+    np.testing.assert_allclose(features_vector(head, one)[0], x[4], rtol=1e-6)
+    np.testing.assert_allclose(predict_proba(head, one)[0], predict_proba(head, x[4:5])[0], rtol=1e-6)
+    assert topk(head, one, k=1)[0][0] == head.class_names[int(predict(head, x[4:5])[0])]
+    with pytest.raises(ValueError):
+        probe_input("cls+avgpool", cls)
