@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from explorer.heads.detection import evaluate, extract_grids, save, train_detection  # noqa: E402
 
 
-def world_split(seed: int, n: int, size: int = 224) -> tuple[list[np.ndarray], list[dict]]:
-    """Images and detection targets (xyxy pixels, 0-based classes) of scenes 0..n-1 of ``seed``."""
+def _world_chunk(args: tuple[int, int, int, int]) -> tuple[list[np.ndarray], list[dict]]:
     from explorer.data.world import SceneGenerator
 
+    seed, start, stop, size = args
     gen = SceneGenerator(seed, size)
     images, targets = [], []
-    for i in range(n):
+    for i in range(start, stop):
         sc = gen.scene(i)
         images.append(sc.image)
         targets.append({"boxes": np.array([x.box_xyxy for x in sc.instances], np.float32).reshape(-1, 4),
@@ -42,15 +42,39 @@ def world_split(seed: int, n: int, size: int = 224) -> tuple[list[np.ndarray], l
     return images, targets
 
 
+def world_split(seed: int, n: int, size: int = 224, workers: int = 1) -> tuple[list[np.ndarray], list[dict]]:
+    """Images and detection targets (xyxy pixels, 0-based classes) of scenes 0..n-1 of ``seed``.
+
+    Scenes are pure functions of (seed, index), so chunks can be rendered in any process.
+    """
+    chunk = 250
+    jobs = [(seed, a, min(a + chunk, n), size) for a in range(0, n, chunk)]
+    if workers <= 1 or len(jobs) == 1:
+        parts = [_world_chunk(j) for j in jobs]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
+            parts = list(ex.map(_world_chunk, jobs))
+    return [im for p in parts for im in p[0]], [t for p in parts for t in p[1]]
+
+
 def load_model(source: str):
     """``random`` -> random-init backbone of the bundled shape; anything else -> ``load_backbone``."""
     if source == "random":
+        from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
         from explorer.backbone import Backbone
         from explorer.ssl.config import ModelConfig
-        from explorer.ssl.train import build_backbone
 
+        m = ModelConfig()
+        cfg = DINOv3ViTConfig(patch_size=m.patch_size, hidden_size=m.hidden_size, num_hidden_layers=m.num_hidden_layers,
+                              intermediate_size=int(round(m.hidden_size * m.mlp_ratio)),
+                              num_attention_heads=m.num_attention_heads, num_register_tokens=m.num_register_tokens,
+                              layerscale_value=m.layerscale_value, pos_embed_rescale=m.pos_embed_rescale, image_size=224)
         torch.manual_seed(0)
-        return Backbone.from_model(build_backbone(ModelConfig()), "random-init-tiny")
+        return Backbone.from_model(DINOv3ViTModel(cfg), "random-init-tiny")
     from explorer.backbone import load_backbone
 
     res = load_backbone(source)
@@ -59,7 +83,8 @@ def load_model(source: str):
     return res.backbone
 
 
-def cached_split(backbone, seed: int, n: int, size: int, hflip: bool, cache: Path | None, tag: str):
+def cached_split(backbone, seed: int, n: int, size: int, hflip: bool, cache: Path | None, tag: str,
+                 workers: int = 1):
     """Patch grids (+ mirrored-image grids when ``hflip``) and targets, cached as safetensors + JSON."""
     from safetensors.torch import load_file, save_file
 
@@ -70,7 +95,7 @@ def cached_split(backbone, seed: int, n: int, size: int, hflip: bool, cache: Pat
         targets = [{"boxes": np.array(m["boxes"], np.float32).reshape(-1, 4), "labels": np.array(m["labels"], np.int64)}
                    for m in meta]
         return t["features"], targets, 0.0
-    images, targets = world_split(seed, n, size)
+    images, targets = world_split(seed, n, size, workers=workers)
     t0 = time.time()
     feats = extract_grids(backbone, images, size=size, progress=True)
     if hflip:
@@ -111,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--save-heads", type=Path, default=None, help="save each head as detection_<kind>")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=1, help="processes rendering the world")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
 
     backbone = load_model(args.model)
     tag = "random" if args.model == "random" else backbone.fingerprint
-    ftr, ttr, s_tr = cached_split(backbone, args.train_seed, args.n_train, args.size, args.hflip, args.cache, tag)
-    fva, tva, s_va = cached_split(backbone, args.val_seed, args.n_val, args.size, False, args.cache, tag)
+    ftr, ttr, s_tr = cached_split(backbone, args.train_seed, args.n_train, args.size, args.hflip, args.cache, tag,
+                                 args.workers)
+    fva, tva, s_va = cached_split(backbone, args.val_seed, args.n_val, args.size, False, args.cache, tag,
+                                 args.workers)
     result: dict = {
         "backbone": backbone.model_id, "fingerprint": backbone.fingerprint,
         "device": "cuda" if torch.cuda.is_available() else "cpu",

@@ -52,6 +52,7 @@ class DetectionHead:
     input_size: tuple[int, int]
     recipe: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    layer: int | None = None  # backbone block the grids came from (None = last)
 
     @property
     def config(self) -> DenseConfig | DetrConfig:
@@ -271,7 +272,7 @@ def save(head: DetectionHead, directory: str | Path, backbone: Any, name: str = 
     from explorer.heads.io import make_card, save_head
 
     card = make_card("detection", backbone, head.class_names, head.input_size, recipe=head.recipe,
-                     metrics={**head.metrics, **(metrics or {})}, head_kind=head.kind,
+                     metrics={**head.metrics, **(metrics or {})}, layer=head.layer, head_kind=head.kind,
                      head_config=head.config.to_dict())
     return save_head(directory, name, head.model.state_dict(), card)
 
@@ -285,7 +286,7 @@ def load_head(directory: str | Path, backbone: Any, name: str = HEAD_NAME) -> De
     model.load_state_dict(state)
     return DetectionHead(kind=card["head_kind"], model=model.eval(), class_names=list(card["class_names"]),
                          input_size=tuple(card["input_size"]), recipe=dict(card.get("recipe", {})),
-                         metrics=dict(card.get("metrics", {})))
+                         metrics=dict(card.get("metrics", {})), layer=card.get("layer"))
 
 
 @torch.no_grad()

@@ -145,3 +145,29 @@ def test_train_rejects_mismatched_inputs(scenes) -> None:
         train_detection(feats, targets[:-1], 4, progress=False)
     with pytest.raises(ValueError):
         train_detection(feats, targets, 4, kind="yolo", progress=False)
+
+
+def test_cli_trains_on_coco_world_and_writes_a_loadable_head(tmp_path: Path, capsys) -> None:
+    from explorer.backbone import load_source
+    from explorer.data.export import make_dataset
+    from explorer.heads.cli import main as heads_main
+
+    world = tmp_path / "world"
+    make_dataset(world, n=12, seed=3, formats=("coco",), size=64, progress=False)
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny-model"
+    DINOv3ViTModel(DINOv3ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                   num_register_tokens=4, layerscale_value=1e-5, patch_size=16)).save_pretrained(folder)
+    out = tmp_path / "heads"
+    rc = heads_main(["detection", "--data", str(world), "--format", "coco", "--model", str(folder), "--out", str(out),
+                     "--size", "64", "--epochs", "2", "--no-progress", "--cache-dir", str(tmp_path / "cache"),
+                     "--config", '{"hidden": 16, "num_convs": 1}'])
+    assert rc == 0
+    summary = __import__("json").loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= summary["val_map"] <= 1.0 and summary["kind"] == "dense"
+    backbone = load_source(str(folder))
+    head = load_head(out, backbone)
+    assert head.input_size == (64, 64) and head.layer == backbone.num_layers and len(head.class_names) >= 60
+    assert head.recipe["format"] == "coco" and head.recipe["epochs"] == 2
+    grids = torch.randn(2, 4, 4, 32)
+    assert len(predict(head, grids, (64, 64))) == 2
