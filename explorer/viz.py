@@ -202,7 +202,7 @@ def gram_figure(
     gram: np.ndarray,
     highlight: int | None = None,
     max_side: int = 320,
-    title: str = "Gram matrix (patches reordered)",
+    title: str = "Gram matrix, patches reordered",
 ):
     """Plotly heatmap of a (reordered) Gram matrix; `highlight` is a row in the reordered order."""
     import plotly.graph_objects as go
@@ -223,7 +223,7 @@ def gram_figure(
         y = highlight // step
         fig.add_shape(type="rect", x0=-0.5, x1=z.shape[1] - 0.5, y0=y - 0.5, y1=y + 0.5,
                       line={"color": "#00c8c8", "width": 2})
-    note = f" — shown at 1/{step} (block-averaged)" if step > 1 else ""
+    note = f" (1/{step}, block-averaged)" if step > 1 else ""
     fig.update_layout(
         title={"text": title + note, "font": {"size": 13}},
         yaxis={"autorange": "reversed", "scaleanchor": "x", "title": "patch (reordered)"},

@@ -68,17 +68,20 @@ class Inputs:
         """The four inputs every view takes first: image, model, size, layer."""
         return [self.image, self.model, self.size, self.layer]
 
-    def on_new_features(self, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any]) -> None:
+    def on_new_features(
+        self, fn: Callable[..., Any], inputs: Sequence[Any], outputs: Sequence[Any], with_key: bool = False
+    ) -> None:
         """Register `fn(*inputs)` to re-render `outputs` after the features change.
 
-        `fn` receives the image key first; an empty key (a failed upload) skips the refresh.
+        An empty image key (a failed upload) skips the refresh; `with_key=True` passes the key
+        as the first argument (a tab that must notice a *new image*, not just a new layer).
         """
         n_out = len(outputs)
 
         def refresh(key: str, *args: Any) -> Any:
             if not key:
                 return gr.skip() if n_out == 1 else tuple(gr.skip() for _ in range(n_out))
-            return fn(*args)
+            return fn(key, *args) if with_key else fn(*args)
 
         self.refreshes.append(Refresh(guard(refresh), [self.key, *inputs], list(outputs)))
 

@@ -86,9 +86,9 @@ def build_tab(inp: Inputs) -> None:
             order = gr.Radio(ORDERS, value="pca", label="Order patches by")
             row = gr.Slider(0, 3135, value=0, step=1, label="Row (reordered patch index)")
         with gr.Row():
-            plot = gr.Plot(label="Gram matrix")
-            img = image_output("The chosen row on the image", height=420)
-        info = gr.Markdown()
+            plot = gr.Plot(label="Gram matrix", elem_id="gram-plot")
+            img = image_output("The chosen row on the image", height=420, elem_id="gram-view")
+        info = gr.Markdown(elem_id="gram-info")
         with gr.Accordion("Gram loss between two feature sets", open=True):
             with gr.Row():
                 compare = gr.Radio(COMPARE, value="another layer", label="Compare the current features with")

@@ -40,8 +40,8 @@ def build_tab(inp: Inputs, tau: gr.Slider) -> None:
         gr.Markdown("The three leading principal components of the patch features as red, green and blue: "
                     "patches with similar features get similar colours.")
         fg = gr.Checkbox(label="Foreground only (fit the PCA on the TokenCut mask)", value=False)
-        view = image_output("PCA of patch features", height=480)
-        info = gr.Markdown()
+        view = image_output("PCA of patch features", height=480, elem_id="pca-view")
+        info = gr.Markdown(elem_id="pca-info")
 
     def pca(image: Any, model: str, size: float, layer: float, foreground_only: bool, tau: float) -> tuple:
         return pca_view(svc, image, model, size, layer, foreground_only, tau)

@@ -45,11 +45,12 @@ def build_tab(inp: Inputs) -> None:
     svc = inp.service
     with gr.Tab("Similarity", id="similarity"):
         gr.Markdown("Click anywhere on the image: every patch is coloured by its cosine similarity to the clicked one.")
-        view = image_output("Similarity to the clicked patch (click the image)", height=480)
-        info = gr.HTML()
+        view = image_output("Similarity to the clicked patch (click the image)", height=480, elem_id="sim-view")
+        info = gr.HTML(elem_id="sim-info")
         with gr.Row():
-            x = gr.Number(label="x (pixels of the upload)", precision=0, minimum=0)
-            y = gr.Number(label="y (pixels of the upload)", precision=0, minimum=0)
+            x = gr.Number(None, label="x (pixels of the upload)", precision=0, minimum=0)
+            y = gr.Number(None, label="y (pixels of the upload)", precision=0, minimum=0)
+        shown_key = gr.State("")  # the image key the overlay was last rendered for
 
     def on_select(image: Any, model: str, size: float, layer: float, evt: gr.SelectData) -> tuple:
         """A click on the displayed overlay: convert display pixels to upload pixels, then render."""
@@ -71,4 +72,13 @@ def build_tab(inp: Inputs) -> None:
         api_name="similarity",
         api_description="Cosine-similarity heatmap to the patch under pixel (x, y) of the image.",
     )
-    inp.on_new_features(similarity, [*inp.base, x, y], [view, info])
+    def refresh(key: str, image: Any, model: str, size: float, layer: float, xx: float | None, yy: float | None,
+                last_key: str) -> tuple:
+        """New features: keep the clicked point for the same image (new layer/size), else the centre."""
+        if key != last_key:
+            ow, oh = svc.prepare(image, model, size, layer).entry.original_size
+            xx, yy = ow // 2, oh // 2
+        out, text = similarity_view(svc, image, model, size, layer, xx, yy)
+        return out, text, xx, yy, key
+
+    inp.on_new_features(refresh, [*inp.base, x, y, shown_key], [view, info, x, y, shown_key], with_key=True)

@@ -73,11 +73,12 @@ def build_tab(inp: Inputs) -> gr.Slider:
                     "patch (largest eigenvector entry) picks the object side. Drag τ: it updates live.")
         tau = gr.Slider(0.0, 0.6, value=DEFAULT_TAU, step=0.01, label="τ (graph threshold)", elem_id="tau-slider")
         with gr.Row():
-            overlay = image_output("Mask, box and seed", height=420)
-            eig = image_output("Second eigenvector (red = object side)", height=420)
-        conf = gr.Markdown()
+            overlay = image_output("Mask, box and seed", height=420, elem_id="tc-overlay")
+            eig = image_output("Second eigenvector (red = object side)", height=420, elem_id="tc-eig")
+        conf = gr.Markdown(elem_id="tc-conf")
         sweep_btn = gr.Button("Sweep τ")
-        table = gr.Dataframe(label="τ sweep", interactive=False)
+        table = gr.Dataframe(label="τ sweep", interactive=False, elem_id="tc-sweep",
+                             headers=["tau", "object_%", "ncut", "eigengap", "confident", "box (r0,c0,r1,c1)"])
 
     def tokencut(image: Any, model: str, size: float, layer: float, tau: float) -> tuple:
         return tokencut_view(svc, image, model, size, layer, tau)
