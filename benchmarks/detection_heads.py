@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr-dense", type=float, default=None)
     ap.add_argument("--lr-detr", type=float, default=None)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--detr-subset", type=int, default=None, help="train DETR on the first N training samples only")
     ap.add_argument("--hflip", action="store_true", help="also train on features of mirrored images")
     ap.add_argument("--grid-flip", action="store_true", help="mirror feature grids as augmentation")
     ap.add_argument("--cache", type=Path, default=None)
@@ -156,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         "train_seed": args.train_seed, "val_seed": args.val_seed, "input_size": args.size,
         "feature_seconds": round(s_tr + s_va, 1), "heads": {},
     }
+    heads: dict = {}
     for kind in [k for k in args.kinds.split(",") if k]:
         conf = json.loads(args.dense_config if kind == "dense" else args.detr_config)
         epochs = args.epochs_dense if kind == "dense" else args.epochs_detr
         lr = args.lr_dense if kind == "dense" else args.lr_detr
+        sub = args.detr_subset if kind == "detr" and args.detr_subset else len(ttr)
         t0 = time.time()
-        head = train_detection(ftr, ttr, len(CLASS_NAMES), kind=kind, class_names=CLASS_NAMES,
+        head = train_detection(ftr[:sub], ttr[:sub], len(CLASS_NAMES), kind=kind, class_names=CLASS_NAMES,
                                input_size=(args.size, args.size), patch_size=backbone.patch_size, epochs=epochs,
                                lr=lr, batch_size=args.batch_size, config=conf, grid_flip=args.grid_flip,
                                progress=False)
@@ -172,14 +175,17 @@ def main(argv: list[str] | None = None) -> int:
         result["heads"][kind] = {
             **{k2: round(v, 4) for k2, v in m_val.items()}, "train_map": round(m_tr["map"], 4),
             "train_seconds": round(train_s, 1), "epochs": head.recipe["epochs"], "lr": head.recipe["lr"],
-            "config": head.config.to_dict(),
+            "train_samples": sub, "config": head.config.to_dict(),
         }
+        heads[kind] = head
         if args.save_heads is not None:
             head.metrics = {"val": {**m_val, "seed": args.val_seed, "n_images": args.n_val}}
             save(head, args.save_heads, backbone, name=f"detection_{kind}")
         print(json.dumps({kind: result["heads"][kind]}), file=sys.stderr)
     if result["heads"]:
         result["winner"] = max(result["heads"], key=lambda k: result["heads"][k]["map"])
+        if args.save_heads is not None:  # the winner is also saved under the name the app and eval load
+            save(heads[result["winner"]], args.save_heads, backbone, name="detection")
     print(json.dumps(result))
     return 0
 
