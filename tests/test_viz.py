@@ -64,7 +64,7 @@ def test_mask_overlay_tints_inside_dims_outside() -> None:
     mask = np.zeros((4, 4), bool)
     mask[1:3, 1:3] = True
     out = viz.mask_overlay(base, mask, color=(0, 255, 0), alpha=0.5, dim_background=0.5)
-    assert tuple(out[20, 20]) == (100, 227, 100)
+    assert np.abs(out[20, 20].astype(int) - (100, 227.5, 100)).max() <= 1
     assert tuple(out[2, 2]) == (100, 100, 100)
 
 

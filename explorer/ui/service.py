@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -119,6 +120,9 @@ class FeatureView:
         tau = round(float(tau), 3)
         return self._cuts.get_or_make(tau, lambda: self.graph().solve(tau))
 
+    def has_tokencut(self, tau: float) -> bool:
+        return self._cuts.get(round(float(tau), 3)) is not None
+
     def gram(self) -> np.ndarray:
         with self._lock:
             if self._gram is None:
@@ -171,6 +175,8 @@ class ExplorerService:
         self._model_lock = threading.Lock()
         self.images: LRU[str, ImageEntry] = LRU(32)
         self.views: LRU[tuple, FeatureView] = LRU(8)  # each may hold P×P matrices
+        # One background worker fills the τ table of the image being looked at (see warm_tokencut).
+        self._warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tau-table")
         for source, backbone in (preloaded or {}).items():
             self._models[source] = LoadResult(backbone, f"Loaded {backbone.model_id}.", False, source)
 
@@ -241,6 +247,29 @@ class ExplorerService:
             key, lambda: FeatureView(backbone.extract(entry.image, size=size, layer=resolved))
         )
         return Prepared(entry, backbone, view)
+
+
+TAU_GRID = tuple(round(0.01 * i, 2) for i in range(61))  # the τ slider's values: 0.00 … 0.60
+
+
+def warm_tokencut(svc: ExplorerService, view: FeatureView, around: float) -> Future:
+    """Solve TokenCut for every slider value in the background, nearest to `around` first.
+
+    Why: the slider moves in steps of 0.01, so after ~60 cheap solves per image every slider
+    position is a cache hit and a drag costs only the rendering. Requests that arrive before the
+    table is full solve on demand (same result, the table then skips that τ).
+    """
+    order = sorted(TAU_GRID, key=lambda t: (abs(t - around), t))
+
+    def fill() -> int:
+        done = 0
+        for tau in order:
+            if not view.has_tokencut(tau):
+                view.tokencut(tau)
+                done += 1
+        return done
+
+    return svc._warmer.submit(fill)
 
 
 def clamp_size(size: int | float | None) -> int:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from explorer import viz
 from explorer.ui.common import Inputs, guard, image_output
-from explorer.ui.service import ExplorerService
+from explorer.ui.service import ExplorerService, warm_tokencut
 
 DEFAULT_TAU = 0.2
 SWEEP_TAUS = tuple(round(0.05 * i, 2) for i in range(1, 11))  # 0.05 … 0.50
@@ -93,5 +93,10 @@ def build_tab(inp: Inputs) -> gr.Slider:
               trigger_mode="always_last", show_progress="hidden")
     sweep_btn.click(guard(tokencut_sweep), inputs=inp.base, outputs=[table],
                     api_name="tokencut_sweep", api_description="TokenCut at tau = 0.05 … 0.50.")
-    inp.on_new_features(tokencut, [*inp.base, tau], [overlay, eig, conf])
+    def refresh(image: Any, model: str, size: float, layer: float, tau_value: float) -> tuple:
+        out = tokencut_view(svc, image, model, size, layer, tau_value)
+        warm_tokencut(svc, svc.prepare(image, model, size, layer).view, float(tau_value or DEFAULT_TAU))
+        return out
+
+    inp.on_new_features(refresh, [*inp.base, tau], [overlay, eig, conf])
     return tau
