@@ -138,7 +138,9 @@ class RecipeConfig:
     knn_train: int = 400
     knn_test: int = 200
     knn_size: int = 112
-    amp_bf16: bool = True  # used only on CUDA
+    amp_bf16: bool = True  # student + teacher under bf16 autocast on CUDA
+    cpu_amp_bf16: bool = False  # the same on CPU, only where the CPU has native bf16 (avx512_bf16 / amx)
+    teacher_bf16: bool = True  # teacher forwards (no grad) in bf16 wherever bf16 is native
     compile: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     crops: CropConfig = field(default_factory=CropConfig)

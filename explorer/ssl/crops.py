@@ -41,6 +41,7 @@ class CropParams:
     gray: Tensor  # [n] bool
     blur_sigma: Tensor  # [n] sigma in pixels of a 224-px crop; 0 = no blur
     solarize: Tensor  # [n] bool
+    batch: int = 0  # >0: rows are `copies` blocks of arange(batch) (lets rendering skip a gather)
 
     def __len__(self) -> int:
         return int(self.source.shape[0])
@@ -111,7 +112,7 @@ def sample_crop_params(
     sigma = _uniform(n, cfg.blur_sigma[0], cfg.blur_sigma[1], g, device)
     blur_sigma = torch.where(blur, sigma, one * 0)
     solarize = _bernoulli(n, solarize_p.to(device).repeat_interleave(batch), g, device)
-    return CropParams(source, theta, scale, brightness, contrast, saturation, hue, gray, blur_sigma, solarize)
+    return CropParams(source, theta, scale, brightness, contrast, saturation, hue, gray, blur_sigma, solarize, batch)
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -158,9 +159,17 @@ def render_crops(images: Tensor, params: CropParams, size: int, normalize: bool 
     n = len(params)
     if n == 0:
         return images.new_zeros(0, 3, size, size)
-    src = images.index_select(0, params.source)
     grid = F.affine_grid(params.theta.to(images.dtype), [n, 3, size, size], align_corners=False)
-    x = F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    b = params.batch
+    if b and b == images.shape[0] and n % b == 0:
+        # all crops of an image side by side in one tall grid: no copy of the source images
+        copies = n // b
+        grid = grid.view(copies, b, size, size, 2).transpose(0, 1).reshape(b, copies * size, size, 2)
+        x = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        x = x.view(b, 3, copies, size, size).permute(2, 0, 1, 3, 4).reshape(n, 3, size, size)
+    else:
+        src = images.index_select(0, params.source)
+        x = F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     # colour jitter (fixed order brightness, contrast, saturation, hue), clamped like torchvision
     x = (x * params.brightness.view(n, 1, 1, 1)).clamp(0, 1)

@@ -39,9 +39,13 @@ class DINOHead(nn.Module):
         nn.init.trunc_normal_(self.prototypes, std=0.02)
 
     def forward(self, x: Tensor) -> Tensor:
-        z = F.normalize(self.mlp(x), dim=-1, eps=1e-6)
-        w = F.normalize(self.prototypes, dim=-1, eps=1e-6)
-        return z @ w.to(z.dtype).t()
+        z = self.mlp(x)
+        # cosine logits in float32 even under bf16 autocast: divided by a 0.04 temperature,
+        # bf16's 3 significant digits would add noise of ~0.1 to the teacher's logits
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z = F.normalize(z.float(), dim=-1, eps=1e-6)
+            w = F.normalize(self.prototypes.float(), dim=-1, eps=1e-6)
+            return z @ w.t()
 
 
 def build_heads(in_dim: int, cfg: HeadConfig) -> tuple[DINOHead, DINOHead | None]:

@@ -14,6 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,9 @@ class Pretrainer:
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.device = self.acc.device
         self.cuda = self.device.type == "cuda"
-        self.autocast = self.cuda and cfg.amp_bf16
+        native_bf16 = self.cuda or cpu_has_native_bf16()
+        self.autocast = (cfg.amp_bf16 if self.cuda else cfg.cpu_amp_bf16) and native_bf16
+        self.teacher_autocast = self.autocast or (cfg.teacher_bf16 and native_bf16)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.use_gram = use_gram and cfg.gram.enabled
         self.gram_start = cfg.gram.start_step
@@ -158,6 +161,8 @@ class Pretrainer:
         self.step = 0
         self.images_seen = 0
         self.train_seconds = 0.0
+        self._mask_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ibot-masks")
+        self._mask_futures: dict[int, Future] = {}
 
     # ----------------------------------------------------------------- setup
     @staticmethod
@@ -198,17 +203,33 @@ class Pretrainer:
         torch.manual_seed(seed)  # RoPE jitter and drop-path use the global generator
         g = torch.Generator(device=self.device)
         g.manual_seed(seed)
-        return g, np.random.default_rng([self.cfg.seed, step, self.rank])
+        return g, np.random.default_rng([self.cfg.seed, step, self.rank, 0])
+
+    def _masks(self, step: int) -> Tensor:
+        rng = np.random.default_rng([self.cfg.seed, step, self.rank, 1])
+        grid = self.cfg.crops.global_size // self.cfg.model.patch_size
+        return sample_ibot_masks(2 * self.cfg.batch_size, grid, grid, self.cfg.mask, rng)[0]
+
+    def _masks_async(self, step: int) -> Future:
+        fut = self._mask_futures.pop(step, None)
+        if fut is None:
+            fut = self._mask_executor.submit(self._masks, step)
+        self._mask_futures = {step + 1: self._mask_executor.submit(self._masks, step + 1)}
+        return fut
 
     def make_batch(self, step: int) -> tuple[Any, Tensor]:
-        """Crops and iBOT masks of one step (deterministic in (seed, step, rank))."""
+        """Crops and iBOT masks of one step (deterministic in (seed, step, rank)).
+
+        On a GPU the (numpy) block masks of the next step are made in a background thread
+        while this step runs; on CPU that would only compete for the same cores.
+        """
         g, rng = self._generators(step)
         b = self.cfg.batch_size
+        fut = self._masks_async(step) if self.cuda else None
         idx = torch.from_numpy(rng.integers(0, len(self.pool), size=b))
         images = pool_to_float(self.pool.images, idx).to(self.device, non_blocking=True)
         crops = self.augment(images, g)
-        grid = self.cfg.crops.global_size // self.cfg.model.patch_size
-        masks, _ = sample_ibot_masks(2 * b, grid, grid, self.cfg.mask, rng)
+        masks = fut.result() if fut is not None else self._masks(step)
         return crops, masks.to(self.device, non_blocking=True)
 
     @torch.no_grad()
@@ -246,8 +267,10 @@ class Pretrainer:
         """All loss terms of one step (weighted total under "loss")."""
         c = self.cfg
         b = c.batch_size
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.teacher_autocast):
             targets = self.teacher_targets(crops.globals_, masks, sched["teacher_temp"])
+            gram_target = self.gram_targets(crops) if self.gram_active(step) else None
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.model(crops.globals_, masks, crops.locals_)
             n_crops = 2 + c.crops.num_local
             dino = dino_loss(out["dino_logits"].view(n_crops, b, -1), targets.dino, c.loss.student_temp)
@@ -255,8 +278,8 @@ class Pretrainer:
             koleo = sum(koleo_loss(x) for x in out["cls_global"].chunk(2))
             total = c.loss.dino_weight * dino + c.loss.ibot_weight * ibot + c.loss.koleo_weight * koleo
             gram = torch.zeros((), device=self.device)
-            if self.gram_active(step):
-                gram = gram_loss(out["patches_global"], self.gram_targets(crops))
+            if gram_target is not None:
+                gram = gram_loss(out["patches_global"], gram_target)
                 total = total + c.gram.weight * gram
         return {"loss": total, "dino": dino, "ibot": ibot, "koleo": koleo, "gram": gram}
 
@@ -299,8 +322,8 @@ class Pretrainer:
             return None
         bank, query = self.heldout
         c = self.cfg
-        fb = embed_cls(self.teacher.backbone, bank.images, c.knn_size, self.device, autocast=self.autocast)
-        fq = embed_cls(self.teacher.backbone, query.images, c.knn_size, self.device, autocast=self.autocast)
+        fb = embed_cls(self.teacher.backbone, bank.images, c.knn_size, self.device, autocast=self.teacher_autocast)
+        fq = embed_cls(self.teacher.backbone, query.images, c.knn_size, self.device, autocast=self.teacher_autocast)
         return knn_top1(fb, bank.labels, fq, query.labels, c.knn_k, c.knn_temperature)
 
     # ------------------------------------------------------------ persistence
@@ -404,6 +427,15 @@ class Pretrainer:
         if self.world > 1:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 natively (avx512_bf16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def preprocessor_config(size: int) -> dict[str, Any]:

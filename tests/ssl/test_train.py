@@ -139,3 +139,14 @@ def test_two_cpu_processes_with_torchrun(tmp_path: Path) -> None:
     assert [r["step"] for r in log] == [1, 2, 3]
     assert log[-1]["images_seen"] == 3 * 2 * 8  # both ranks contribute their batch
     assert (out / "backbone" / "model.safetensors").exists()
+
+
+def test_prefetched_masks_equal_direct_ones() -> None:
+    """The GPU path makes the next step's masks in a thread; they must be the ones of that step."""
+    cfg = _smoke()
+    trainer = Pretrainer(cfg, load_source("random:8", cfg.pool_size))
+    direct = [trainer._masks(s) for s in (3, 4, 9)]
+    got = [trainer._masks_async(s).result() for s in (3, 4, 9)]  # 4 comes from the prefetch of 3
+    for a, b in zip(direct, got, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(direct[0], direct[1])
