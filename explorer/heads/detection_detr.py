@@ -153,29 +153,43 @@ class DetrHead(nn.Module):
 
 
 @torch.no_grad()
-def match(out: dict[str, Tensor], targets: list[dict[str, Tensor]], cfg: DetrConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Hungarian matching per image on ``cost_class * -p(class) + cost_bbox * L1 + cost_giou * -GIoU``.
+def match_layers(
+    outs: list[dict[str, Tensor]], targets: list[dict[str, Tensor]], cfg: DetrConfig
+) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Hungarian matching per decoder layer and image on ``cost_class * -p(class) + cost_bbox * L1 + cost_giou * -GIoU``.
 
-    One cost matrix for the whole batch (one device -> host copy), split per image, as DETR does.
+    All layers' cost matrices are built on the device and copied to the host in one go (one sync
+    per step, not one per layer); each image's block is then solved by scipy, as in DETR.
     Target boxes are normalised cxcywh here.
     """
-    b, q, _ = out["logits"].shape
-    prob = out["logits"].flatten(0, 1).softmax(-1)
-    pbox = out["boxes"].flatten(0, 1)
     sizes = [len(t["labels"]) for t in targets]
     if sum(sizes) == 0:
-        return [(np.zeros(0, np.int64), np.zeros(0, np.int64)) for _ in targets]
+        return [[(np.zeros(0, np.int64), np.zeros(0, np.int64)) for _ in targets] for _ in outs]
     tl = torch.cat([t["labels"] for t in targets])
     tb = torch.cat([t["boxes_cxcywh"] for t in targets])
-    cost = (cfg.cost_class * -prob[:, tl] + cfg.cost_bbox * torch.cdist(pbox, tb, p=1)
-            - cfg.cost_giou * generalized_box_iou(box_cxcywh_to_xyxy(pbox), box_cxcywh_to_xyxy(tb)))
-    cost = cost.view(b, q, -1).cpu()
+    tb_xyxy = box_cxcywh_to_xyxy(tb)
+    costs = []
+    for out in outs:
+        b, q, _ = out["logits"].shape
+        prob = out["logits"].flatten(0, 1).softmax(-1)
+        pbox = out["boxes"].flatten(0, 1)
+        cost = (cfg.cost_class * -prob[:, tl] + cfg.cost_bbox * torch.cdist(pbox, tb, p=1)
+                - cfg.cost_giou * generalized_box_iou(box_cxcywh_to_xyxy(pbox), tb_xyxy))
+        costs.append(cost.view(b, q, -1))
+    all_costs = torch.stack(costs).float().cpu().numpy()
     result = []
-    start = 0
-    for i, n in enumerate(sizes):
-        result.append(hungarian_match(cost[i, :, start:start + n]))
-        start += n
+    for layer_cost in all_costs:
+        per_image, start = [], 0
+        for i, n in enumerate(sizes):
+            per_image.append(hungarian_match(layer_cost[i, :, start:start + n]))
+            start += n
+        result.append(per_image)
     return result
+
+
+def match(out: dict[str, Tensor], targets: list[dict[str, Tensor]], cfg: DetrConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Matching of one decoder layer's output (see :func:`match_layers`)."""
+    return match_layers([out], targets, cfg)[0]
 
 
 def set_loss(outs: list[dict[str, Tensor]], targets: list[dict[str, Tensor]], cfg: DetrConfig) -> dict[str, Tensor]:
@@ -187,8 +201,8 @@ def set_loss(outs: list[dict[str, Tensor]], targets: list[dict[str, Tensor]], cf
     num_boxes = max(sum(len(t["labels"]) for t in targets), 1)
     total = torch.zeros((), device=device)
     logs: dict[str, Tensor] = {}
-    for li, out in enumerate(outs):
-        idx = match(out, targets, cfg)
+    matches = match_layers(outs, targets, cfg)
+    for li, (out, idx) in enumerate(zip(outs, matches, strict=True)):
         b, q, _ = out["logits"].shape
         tcls = torch.full((b, q), k, dtype=torch.long, device=device)
         bi = torch.cat([torch.full((len(r),), i, dtype=torch.long) for i, (r, _) in enumerate(idx)]).to(device)
