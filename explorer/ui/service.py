@@ -32,9 +32,9 @@ SIZES = (224, 896, 16)  # min, max, step of the resolution picker
 DEFAULT_SIZE = 448
 
 HOW_TO_GET_A_MODEL = (
-    "To get one: train the bundled model (`python -m explorer pretrain ...`, see README), "
-    "or start with `--model /path/to/hf-folder`, or set `HF_TOKEN` and use a hub id such as "
-    "`facebook/dinov3-vits16-pretrain-lvd1689m`, or a timm id `timm:vit_small_patch16_dinov3.lvd1689m`."
+    "Other ways to get a backbone: start with `--model /path/to/hf-folder`, or set `HF_TOKEN` and pick "
+    "the hub id `facebook/dinov3-vits16-pretrain-lvd1689m`, or `timm:vit_small_patch16_dinov3.lvd1689m` "
+    "(see README, Models)."
 )
 
 
