@@ -29,7 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (checkpoints, log.jsonl, backbone/)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
     p.add_argument("--steps", type=int, default=None, help="total steps (overrides the config; sets the schedules)")
-    p.add_argument("--minutes", type=float, default=None, help="stop cleanly after this much wall time")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="stop cleanly (checkpoint + backbone) after this much training-loop wall time "
+                        "(pool generation and model set-up are not counted)")
+    p.add_argument("--fit", action="store_true",
+                   help="with --minutes: time the first steps, then shrink the schedule (steps, warm-ups, "
+                        "Gram phase) to what fits in the budget")
     p.add_argument("--batch-size", type=int, default=None, help="images per process per step (overrides the config)")
     p.add_argument("--gram-phase-from", default=None,
                    help="start from this checkpoint; the Gram phase begins at its step")
@@ -73,9 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             trainer.load(out / "checkpoint")
             trainer.use_gram = trainer.use_gram and not args.no_gram
             say(f"resumed at step {trainer.step}")
+        if args.steps is not None:  # an explicit --steps wins over a checkpoint's (fitted) length
+            cfg.steps = args.steps
         n = sum(p.numel() for p in trainer.student.backbone.parameters())
         say(f"backbone parameters: {n / 1e6:.2f} M; steps {trainer.step} -> {cfg.steps}")
-        result = trainer.run(cfg.steps, args.minutes, progress=not args.no_progress)
+        result = trainer.run(cfg.steps, args.minutes, progress=not args.no_progress, fit=args.fit)
         if acc.is_main_process:
             summary = {k: v for k, v in result.items() if k != "last"} | {"last": result["last"]}
             (out / "summary.json").write_text(json.dumps(summary, indent=2))

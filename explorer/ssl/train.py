@@ -335,6 +335,7 @@ class Pretrainer:
             "gram_start": self.gram_start,
             "use_gram": self.use_gram,
             "world_size": self.world,
+            "schedule": self.schedule_lengths(),
             "rng_note": "every step re-seeds from (seed, step, rank); no generator state is needed",
         }
 
@@ -352,9 +353,75 @@ class Pretrainer:
         self.step = int(state["step"])
         self.images_seen = int(state.get("images_seen", 0))
         self.train_seconds = float(state.get("train_seconds", 0.0))
+        if "schedule" in state:  # a run fitted to its time budget keeps its fitted schedule
+            self.set_schedule_lengths(state["schedule"])
         if not weights_only:
             self.gram_start = int(state.get("gram_start", self.gram_start))
         return state
+
+    # ------------------------------------------------------- schedule fitting
+    def schedule_lengths(self) -> dict[str, int]:
+        c = self.cfg
+        return {
+            "steps": c.steps,
+            "warmup_steps": c.optim.warmup_steps,
+            "teacher_temp_warmup_steps": c.loss.teacher_temp_warmup_steps,
+            "freeze_prototypes_steps": c.optim.freeze_prototypes_steps,
+            "gram_start_step": c.gram.start_step,
+            "gram_refresh_every": c.gram.refresh_every,
+        }
+
+    def set_schedule_lengths(self, s: dict[str, int]) -> None:
+        c = self.cfg
+        c.steps = int(s["steps"])
+        c.optim.warmup_steps = int(s["warmup_steps"])
+        c.loss.teacher_temp_warmup_steps = int(s["teacher_temp_warmup_steps"])
+        c.optim.freeze_prototypes_steps = int(s["freeze_prototypes_steps"])
+        c.gram.start_step = int(s["gram_start_step"])
+        c.gram.refresh_every = int(s["gram_refresh_every"])
+        self.gram_start = c.gram.start_step
+
+    def fit_schedule(self, total: int) -> None:
+        """Shrink the run to `total` steps, scaling every step-count of the recipe by the same factor
+        (warm-ups, Gram phase start and refresh), so a time-bounded run still completes its recipe."""
+        c = self.cfg
+        if total >= c.steps:
+            return
+        f = total / c.steps
+        scaled = {k: max(1, int(round(v * f))) for k, v in self.schedule_lengths().items()}
+        scaled["steps"] = total
+        scaled["gram_start_step"] = max(scaled["gram_start_step"], self.step)
+        self.set_schedule_lengths(scaled)
+
+    def gram_cost_ratio(self) -> float:
+        """Estimated cost of a Gram-phase step relative to a main-phase step (FLOPs incl. attention)."""
+        c, m = self.cfg, self.cfg.model
+        d, prefix = m.hidden_size, 1 + m.num_register_tokens
+
+        def cost(size: int) -> float:
+            t = (size // m.patch_size) ** 2 + prefix
+            return t * (12 * d * d + 2 * t * d)
+
+        hi = int(round(c.crops.global_size * c.gram.resolution_factor / m.patch_size)) * m.patch_size
+        student = 3 * (2 * cost(c.crops.global_size) + c.crops.num_local * cost(c.crops.local_size))
+        teacher = 2 * cost(c.crops.global_size)
+        return (student + teacher + 2 * cost(hi)) / (student + teacher)
+
+    def _fitted_total(self, step_s: float, seconds_left: float, knn_s: float) -> int:
+        c = self.cfg
+        n_left = c.steps - self.step
+        gram_steps = max(0, c.steps - max(self.gram_start, self.step)) if self.use_gram else 0
+        q = gram_steps / max(n_left, 1)
+        per_step = step_s * (1 + q * (self.gram_cost_ratio() - 1))
+        if c.knn_every and knn_s > 0:
+            per_step += knn_s / c.knn_every
+        if c.checkpoint_every:
+            per_step += 2.0 / c.checkpoint_every  # rough checkpoint cost
+        fit = self.step + int(max(seconds_left, 0.0) * 0.95 / per_step)
+        value = torch.tensor(float(fit), device=self.device)
+        if self.world > 1:
+            dist.all_reduce(value, op=dist.ReduceOp.MIN)
+        return int(value.item())
 
     def export_backbone(self, out: str | Path) -> Path:
         """Teacher backbone in Hugging Face format (safetensors) + an ImageNet preprocessor config."""
@@ -368,12 +435,21 @@ class Pretrainer:
         return out
 
     # ------------------------------------------------------------------ run
-    def run(self, total_steps: int | None = None, minutes: float | None = None, progress: bool = True) -> dict[str, Any]:
-        """Train to `total_steps` (default cfg.steps) or until `minutes` of wall time; checkpoint and log."""
+    def run(self, total_steps: int | None = None, minutes: float | None = None, progress: bool = True,
+            fit: bool = False, probe_steps: int = 12) -> dict[str, Any]:
+        """Train to `total_steps` (default cfg.steps) or until `minutes` of wall time; checkpoint and log.
+
+        With `fit` and `minutes`, the first `probe_steps` steps (and one k-NN pass) are timed and the
+        schedule is shrunk (`fit_schedule`) to what fits in the budget; `minutes` still stops hard.
+        """
         from tqdm.auto import tqdm
 
         c = self.cfg
-        total = total_steps or c.steps
+        if total_steps:
+            c.steps = total_steps
+        total = c.steps
+        durations: list[float] = []
+        fitted = not (fit and minutes)
         main = self.acc.is_main_process
         out = self.out_dir
         log_f = None
@@ -392,9 +468,31 @@ class Pretrainer:
                 ts = time.time()
                 rec = self.train_step()
                 self.train_seconds += time.time() - ts
+                durations.append(time.time() - ts)
+                if not fitted and len(durations) >= probe_steps:
+                    fitted = True
+                    tk = time.time()
+                    if main and c.knn_every:
+                        acc = self.knn_monitor()
+                        if acc is not None:
+                            rec["knn_top1"] = acc
+                    knn_s = time.time() - tk
+                    step_s = float(np.median(durations[min(2, len(durations) - 1):]))
+                    assert minutes is not None
+                    new_total = self._fitted_total(step_s, minutes * 60.0 - (time.time() - t0), knn_s)
+                    if new_total < total:
+                        self.fit_schedule(new_total)
+                        total = c.steps
+                        bar.total = total
+                        if main and out is not None:
+                            c.save(out / "config.json")
+                        if main:
+                            self.log(f"fitted to {minutes} min: {total} steps at {step_s:.2f} s/step "
+                                     f"(Gram phase from step {self.gram_start if self.use_gram else '-'})")
+                    rec["fitted_steps"] = total
                 rec["images_seen"] = self.images_seen
                 rec["wall_s"] = round(time.time() - t0, 2)
-                if c.knn_every and (self.step % c.knn_every == 0 or self.step == total) and main:
+                if c.knn_every and (self.step % c.knn_every == 0 or self.step == total) and main and "knn_top1" not in rec:
                     acc = self.knn_monitor()
                     if acc is not None:
                         rec["knn_top1"] = acc

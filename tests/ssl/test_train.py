@@ -150,3 +150,32 @@ def test_prefetched_masks_equal_direct_ones() -> None:
     for a, b in zip(direct, got, strict=True):
         assert torch.equal(a, b)
     assert not torch.equal(direct[0], direct[1])
+
+
+def test_fit_schedule_scales_every_step_count() -> None:
+    cfg = _smoke(steps=1000)
+    cfg.optim.warmup_steps, cfg.loss.teacher_temp_warmup_steps = 100, 300
+    cfg.gram.start_step, cfg.gram.refresh_every = 800, 50
+    trainer = Pretrainer(cfg, load_source("random:8", cfg.pool_size))
+    ratio = trainer.gram_cost_ratio()
+    assert ratio > 1.5  # the Gram teacher sees 2x resolution: 4x the patches of each global crop
+    # 100 s at 0.1 s/step, 20 % of the steps in the Gram phase, 5 % margin
+    expected = int(100 * 0.95 / (0.1 * (1 + 0.2 * (ratio - 1)) + 2.0 / cfg.checkpoint_every))
+    assert trainer._fitted_total(0.1, 100.0, 0.0) == expected
+    trainer.fit_schedule(250)
+    assert (cfg.steps, cfg.optim.warmup_steps, cfg.loss.teacher_temp_warmup_steps) == (250, 25, 75)
+    assert (cfg.gram.start_step, trainer.gram_start, cfg.gram.refresh_every) == (200, 200, 12)
+
+
+def test_cli_fit_to_minutes_finishes_the_shrunk_schedule(tmp_path: Path) -> None:
+    from explorer.ssl.cli import main
+
+    out = tmp_path / "fit"
+    assert main(["--config", str(SMOKE), "--data", "random:16", "--out", str(out), "--steps", "100000",
+                 "--minutes", "0.08", "--fit", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    cfg = RecipeConfig.load(out / "config.json")
+    assert 12 < cfg.steps < 100000 and summary["step"] <= cfg.steps
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("fitted_steps") == cfg.steps for r in log)
+    assert any(r["gram_active"] for r in log) or summary["stop_reason"] == "minutes"
