@@ -164,32 +164,34 @@ def train_segmentation_main(argv: list[str]) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--train-batch", type=int, default=8, help="head training batch size")
-    p.add_argument("--hidden", type=int, default=256, help="conv decoder width")
+    p.add_argument("--hidden", type=int, default=128, help="conv decoder width")
     p.add_argument("--layers", type=int, default=2, help="conv decoder depth (3x3 conv+BN+GELU blocks)")
-    p.add_argument("--label-size", type=int, default=112,
-                   help="labels are resized (nearest) to this square size for the training loss")
+    p.add_argument("--label-scale", type=int, default=4,
+                   help="the training loss compares logits and labels (nearest-resized) at this many times "
+                        "the patch grid (4: 56 px labels for a 224 px input); evaluation is at full resolution")
     a = p.parse_args(argv)
     if a.format not in (None, "voc"):
         raise SystemExit("error: segmentation reads the VOC layout (SegmentationClass PNGs); use --format voc")
     torch.manual_seed(a.seed)
     backbone = open_backbone(a.model)
+    label_size = a.label_scale * (a.size // backbone.patch_size)
     train = load_segmentation(a.data, a.train_split)
     val = _split_exists(load_segmentation, a.data, a.val_split) if a.val_split else None
     kw = {"size": a.size, "layer": a.layer, "patches": True, "batch_size": a.batch_size,
           "cache_dir": a.cache_dir, "progress": not a.no_progress}
     ftr = extract_features(backbone, train.image_paths, train.root, desc=f"{a.train_split} features", **kw)
-    masks = load_masks(train.mask_paths, a.label_size)
+    masks = load_masks(train.mask_paths, label_size)
     k = len(train.class_names)
     masks = torch.where((masks < k) | (masks == 255), masks, torch.full_like(masks, 255))
     head = new_head(a.arch, backbone.hidden_size, train.class_names, a.hidden, a.layers)
     on_epoch = None
     if val is not None:
         fval = extract_features(backbone, val.image_paths, val.root, desc=f"{a.val_split} features", **kw)
-        vmasks = load_masks(val.mask_paths, a.label_size).numpy()
+        vmasks = load_masks(val.mask_paths, label_size).numpy()
 
         def on_epoch(epoch: int, loss: float, h: Any) -> float:
             cm = sum(segmentation_confusion(np.where(g < k, g, 255), pr, k)
-                     for g, pr in zip(vmasks, predict_batch(h, fval.patches, (a.label_size, a.label_size)),
+                     for g, pr in zip(vmasks, predict_batch(h, fval.patches, (label_size, label_size)),
                                       strict=True))
             return iou_from_confusion(cm)[1]
     log = train_segmentation(head, ftr.patches, masks, epochs=a.epochs, batch_size=a.train_batch, lr=a.lr,
@@ -203,7 +205,7 @@ def train_segmentation_main(argv: list[str]) -> int:
     recipe = {
         "arch": a.arch, "epochs": a.epochs, "lr": a.lr, "weight_decay": a.weight_decay, "optimizer": "AdamW",
         "schedule": "cosine", "batch_size": a.train_batch, "loss": "cross-entropy, ignore_index 255",
-        "label_size": a.label_size, "upsampling": "bilinear", "train_split": a.train_split,
+        "label_size": label_size, "label_scale": a.label_scale, "upsampling": "bilinear", "train_split": a.train_split,
         "n_train": len(train.image_paths), "data": str(Path(a.data)), "format": "voc",
         "resize": f"square {a.size}x{a.size} bicubic", "best_epoch": log["best_epoch"],
         "selection": f"best {a.val_split} mIoU (at label size)" if val is not None else "last epoch",

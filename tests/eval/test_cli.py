@@ -58,7 +58,7 @@ def test_train_then_eval_probe(world) -> None:
 def test_train_then_eval_segmentation(world) -> None:
     w = world
     assert heads_cli.main(["segmentation", *_common(w), "--out", str(w["heads"]), "--size", "64", "--epochs", "15",
-                           "--label-size", "64", "--hidden", "32", "--arch", "conv"]) == 0
+                           "--label-scale", "16", "--hidden", "32", "--arch", "conv"]) == 0
     out = w["root"] / "seg.json"
     assert eval_cli.main(["segmentation", *_common(w), "--heads", str(w["heads"]), "--json", str(out),
                           "--report", str(w["root"] / "rep" / "seg.md")]) == 0
