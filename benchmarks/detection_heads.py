@@ -84,7 +84,7 @@ def load_model(source: str):
 
 
 def cached_split(backbone, seed: int, n: int, size: int, hflip: bool, cache: Path | None, tag: str,
-                 workers: int = 1):
+                 workers: int = 1, extract_batch: int = 32):
     """Patch grids (+ mirrored-image grids when ``hflip``) and targets, cached as safetensors + JSON."""
     from safetensors.torch import load_file, save_file
 
@@ -97,9 +97,10 @@ def cached_split(backbone, seed: int, n: int, size: int, hflip: bool, cache: Pat
         return t["features"], targets, 0.0
     images, targets = world_split(seed, n, size, workers=workers)
     t0 = time.time()
-    feats = extract_grids(backbone, images, size=size, progress=True)
+    feats = extract_grids(backbone, images, size=size, batch_size=extract_batch, progress=True)
     if hflip:
-        feats = torch.cat([feats, extract_grids(backbone, [im[:, ::-1].copy() for im in images], size=size)])
+        mirrored = [im[:, ::-1].copy() for im in images]
+        feats = torch.cat([feats, extract_grids(backbone, mirrored, size=size, batch_size=extract_batch)])
         flipped = []
         for t in targets:
             b = t["boxes"].copy()
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-heads", type=Path, default=None, help="save each head as detection_<kind>")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--workers", type=int, default=1, help="processes rendering the world")
+    ap.add_argument("--extract-batch", type=int, default=32, help="backbone batch size")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     backbone = load_model(args.model)
     tag = "random" if args.model == "random" else backbone.fingerprint
     ftr, ttr, s_tr = cached_split(backbone, args.train_seed, args.n_train, args.size, args.hflip, args.cache, tag,
-                                 args.workers)
+                                 args.workers, args.extract_batch)
     fva, tva, s_va = cached_split(backbone, args.val_seed, args.n_val, args.size, False, args.cache, tag,
-                                 args.workers)
+                                 args.workers, args.extract_batch)
     result: dict = {
         "backbone": backbone.model_id, "fingerprint": backbone.fingerprint,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
@@ -157,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
         "train_seed": args.train_seed, "val_seed": args.val_seed, "input_size": args.size,
         "feature_seconds": round(s_tr + s_va, 1), "heads": {},
     }
-    heads: dict = {}
     for kind in [k for k in args.kinds.split(",") if k]:
         conf = json.loads(args.dense_config if kind == "dense" else args.detr_config)
         epochs = args.epochs_dense if kind == "dense" else args.epochs_detr
@@ -177,15 +178,15 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds": round(train_s, 1), "epochs": head.recipe["epochs"], "lr": head.recipe["lr"],
             "train_samples": sub, "config": head.config.to_dict(),
         }
-        heads[kind] = head
         if args.save_heads is not None:
             head.metrics = {"val": {**m_val, "seed": args.val_seed, "n_images": args.n_val}}
             save(head, args.save_heads, backbone, name=f"detection_{kind}")
+            best = max(result["heads"], key=lambda k: result["heads"][k]["map"])
+            if best == kind:  # saved as soon as it leads, so a run cut short still leaves the best head
+                save(head, args.save_heads, backbone, name="detection")
         print(json.dumps({kind: result["heads"][kind]}), file=sys.stderr)
     if result["heads"]:
         result["winner"] = max(result["heads"], key=lambda k: result["heads"][k]["map"])
-        if args.save_heads is not None:  # the winner is also saved under the name the app and eval load
-            save(heads[result["winner"]], args.save_heads, backbone, name="detection")
     print(json.dumps(result))
     return 0
 
