@@ -154,7 +154,10 @@ class Pretrainer:
         self.model, self.optimizer = self.acc.prepare(student, self.optimizer)
         self.student: SSLStudent = self.acc.unwrap_model(self.model)
         if cfg.compile:
-            self.model = torch.compile(self.model)
+            # compile the transformer blocks in place (fixed shapes per crop size; parameter names and
+            # state dicts unchanged); the heads see a varying number of masked tokens, so they stay eager
+            for layer in [*self.student.backbone.model.layer, *self.teacher.backbone.model.layer]:
+                layer.compile()
         self.augment = MultiCropAugment(cfg.crops)
         self.pool = Pool(pool.images.to(self.device) if self.cuda else pool.images, pool.labels)
         self.heldout = heldout
