@@ -3,6 +3,8 @@
 # A stamp (.venv/.requirements.sha256) remembers which requirement files were installed, so a
 # changed requirements file triggers `pip install -r` again; a working environment built by hand
 # (no stamp, every module imports) is left alone.
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+
 ensure_venv() {
   local modules="$1"; shift
   local py="${PYTHON:-python3}" stamp=".venv/.requirements.sha256" want req
@@ -11,7 +13,7 @@ ensure_venv() {
     echo "[setup] creating .venv with $("$py" --version 2>&1)"
     "$py" -m venv .venv
     .venv/bin/python -m pip install --upgrade pip >/dev/null
-    .venv/bin/python -m pip install torch==2.13.0
+    .venv/bin/python -m pip install "$TORCH_SPEC"
   fi
   [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
   if [ ! -f "$stamp" ] && .venv/bin/python -c "import $modules" 2>/dev/null; then
@@ -21,5 +23,14 @@ ensure_venv() {
     echo "[setup] pip install -r $req"
     .venv/bin/python -m pip install -r "$req"
   done
+  if ! .venv/bin/python -c "from transformers import DINOv3ViTModel" 2>/dev/null; then
+    # Seen on machines whose local wheel is torch+cpu while torchvision (pulled in by timm) is the
+    # default CUDA build: torchvision's ops fail to load and transformers cannot import models.
+    echo "[setup] ERROR: transformers cannot import DINOv3ViTModel in .venv." >&2
+    .venv/bin/python -c "import torchvision" 2>&1 | tail -1 >&2 || true
+    echo "[setup] torch and torchvision builds probably do not match: $(.venv/bin/pip list 2>/dev/null | grep -E '^torch(vision)? ' | tr -s ' ' | tr '\n' ' ')" >&2
+    echo "[setup] install a matching pair (e.g. TORCH_SPEC='torch==2.14.1' with torchvision==0.29.1) and rerun." >&2
+    return 1
+  fi
   echo "$want" > "$stamp"
 }
