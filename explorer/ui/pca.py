@@ -48,4 +48,12 @@ def build_tab(inp: Inputs, tau: gr.Slider) -> None:
 
     fg.change(guard(pca), inputs=[*inp.base, fg, tau], outputs=[view, info], api_name="pca",
               api_description="PCA-RGB of the patch features; optionally fitted on the TokenCut foreground.")
+    def follow_tau(image: Any, model: str, size: float, layer: float, foreground_only: bool, tau_value: float) -> tuple:
+        """A new τ changes the foreground mask, so a foreground-only PCA follows it."""
+        if not foreground_only or image is None:
+            return gr.skip(), gr.skip()
+        return pca_view(svc, image, model, size, layer, foreground_only, tau_value)
+
+    tau.release(guard(follow_tau), inputs=[*inp.base, fg, tau], outputs=[view, info], api_visibility="private",
+                trigger_mode="always_last", show_progress="hidden")
     inp.on_new_features(pca, [*inp.base, fg, tau], [view, info])
