@@ -102,3 +102,13 @@ def test_clicks_in_display_pixels_map_to_upload_pixels(svc: ExplorerService, tmp
 
 def test_clamp_size() -> None:
     assert clamp_size(100) == 224 and clamp_size(5000) == 896 and clamp_size(450) == 448 and clamp_size(None) == 448
+
+
+def test_tau_table_fills_every_slider_value(svc: ExplorerService, picture: Path) -> None:
+    from explorer.ui.service import TAU_GRID, warm_tokencut
+
+    view = svc.prepare(str(picture), "tiny", 448, 2).view
+    solved = warm_tokencut(svc, view, 0.2).result(timeout=120)
+    assert solved == len(TAU_GRID) and all(view.has_tokencut(t) for t in TAU_GRID)
+    direct = view.graph().solve(0.37)
+    np.testing.assert_array_equal(view.tokencut(0.37).mask, direct.mask)

@@ -177,6 +177,7 @@ class ExplorerService:
         self.views: LRU[tuple, FeatureView] = LRU(8)  # each may hold P×P matrices
         # One background worker fills the τ table of the image being looked at (see warm_tokencut).
         self._warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tau-table")
+        self._warm_target: FeatureView | None = None
         for source, backbone in (preloaded or {}).items():
             self._models[source] = LoadResult(backbone, f"Loaded {backbone.model_id}.", False, source)
 
@@ -260,10 +261,13 @@ def warm_tokencut(svc: ExplorerService, view: FeatureView, around: float) -> Fut
     table is full solve on demand (same result, the table then skips that τ).
     """
     order = sorted(TAU_GRID, key=lambda t: (abs(t - around), t))
+    svc._warm_target = view  # a newer image makes older, still queued tables stop early
 
     def fill() -> int:
         done = 0
         for tau in order:
+            if svc._warm_target is not view:
+                break
             if not view.has_tokencut(tau):
                 view.tokencut(tau)
                 done += 1
