@@ -6,7 +6,9 @@ AdamW step, EMA update. The bare step = the student backbone's forward on the sa
 local crops, a mean-square loss on its outputs, backward (no heads, no teacher, no optimizer).
 Crop generation is EXCLUDED from both (crops and masks are made once, before timing); the
 crop+mask time per step is reported separately (`crops_ms_per_step`). Timings interleave
-the two steps (A B A B ...) and take medians, so background load hits both alike.
+the steps (A B C A B C ...); wall figures are the best of the repeats (as `timeit` does: the
+run least disturbed by other jobs), CPU-time figures (`*_cpu_time`) are medians of this
+process's CPU seconds, which other jobs on shared cores barely affect.
 
   OMP_NUM_THREADS=2 .venv/bin/python benchmarks/pretrain_throughput.py --config configs/tiny_cpu.json --batch 16
 
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     for _ in range(args.repeats):
         for name, fn in (("bare", bare), ("ssl", ssl), ("gram", gram)):
             times[name].append(timed(name, fn))
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = {k: min(v) for k, v in times.items()}
     med_cpu = {k: statistics.median(v[-args.repeats :]) for k, v in cpu.items()}
     b = cfg.batch_size
     result = {

@@ -33,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop cleanly (checkpoint + backbone) after this much training-loop wall time "
                         "(pool generation and model set-up are not counted)")
     p.add_argument("--fit", action="store_true",
-                   help="with --minutes: time the first steps, then shrink the schedule (steps, warm-ups, "
-                        "Gram phase) to what fits in the budget")
+                   help="with --minutes, on a fresh run: time the first steps, then scale the schedule "
+                        "(steps, warm-ups, Gram phase) to what fits in the budget (shrink or grow)")
     p.add_argument("--batch-size", type=int, default=None, help="images per process per step (overrides the config)")
     p.add_argument("--gram-phase-from", default=None,
                    help="start from this checkpoint; the Gram phase begins at its step")

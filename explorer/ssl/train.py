@@ -385,10 +385,10 @@ class Pretrainer:
         self.gram_start = c.gram.start_step
 
     def fit_schedule(self, total: int) -> None:
-        """Shrink the run to `total` steps, scaling every step-count of the recipe by the same factor
+        """Resize the run to `total` steps, scaling every step-count of the recipe by the same factor
         (warm-ups, Gram phase start and refresh), so a time-bounded run still completes its recipe."""
         c = self.cfg
-        if total >= c.steps:
+        if total == c.steps:
             return
         f = total / c.steps
         scaled = {k: max(1, int(round(v * f))) for k, v in self.schedule_lengths().items()}
@@ -452,7 +452,8 @@ class Pretrainer:
             c.steps = total_steps
         total = c.steps
         durations: list[float] = []
-        fitted = not (fit and minutes)
+        # only a fresh run is fitted: a resumed or Gram-phase run keeps its checkpoint's schedule
+        fitted = not (fit and minutes) or self.step > 0
         main = self.acc.is_main_process
         out = self.out_dir
         log_f = None
@@ -483,7 +484,7 @@ class Pretrainer:
                     step_s = float(np.median(durations[min(2, len(durations) - 1):]))
                     assert minutes is not None
                     new_total = self._fitted_total(step_s, minutes * 60.0 - (time.time() - t0), knn_s)
-                    if new_total < total:
+                    if new_total != total:
                         self.fit_schedule(new_total)
                         total = c.steps
                         bar.total = total

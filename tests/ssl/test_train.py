@@ -179,3 +179,12 @@ def test_cli_fit_to_minutes_finishes_the_shrunk_schedule(tmp_path: Path) -> None
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert any(r.get("fitted_steps") == cfg.steps for r in log)
     assert any(r["gram_active"] for r in log) or summary["stop_reason"] == "minutes"
+
+
+def test_cli_fit_grows_a_short_schedule(tmp_path: Path) -> None:
+    from explorer.ssl.cli import main
+
+    out = tmp_path / "grow"
+    assert main(["--config", str(SMOKE), "--data", "random:16", "--out", str(out), "--steps", "14",
+                 "--minutes", "0.2", "--fit", "--no-progress"]) == 0
+    assert RecipeConfig.load(out / "config.json").steps > 14
