@@ -1,0 +1,35 @@
+"""Image pools: ImageFolder reading, held-out split for the k-NN monitor, random pools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from explorer.ssl.data import load_source, split_folder
+
+
+def test_image_folder_pool_and_heldout_split(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for ci, cls in enumerate(["cat", "dog"]):
+        (tmp_path / cls).mkdir()
+        for i in range(12):
+            arr = np.full((30 + i, 50, 3), 40 + 150 * ci, np.uint8) + rng.integers(0, 5, (30 + i, 50, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(tmp_path / cls / f"{i}.png")
+    pool = load_source(str(tmp_path), size=24)
+    assert pool.images.shape == (24, 24, 24, 3) and pool.images.dtype == torch.uint8
+    assert pool.labels.tolist() == [0] * 12 + [1] * 12
+    # colour identifies the class after the resize+centre crop
+    assert pool.images[:12].float().mean() < 60 and pool.images[12:].float().mean() > 180
+    train, (bank, query) = split_folder(pool, 0.25, n_train=4, n_test=2, seed=0)
+    assert len(train) == 18 and len(bank) == 3 and len(query) == 2
+    # held-out images are not in the training pool
+    flat = {bytes(x.numpy().tobytes()) for x in train.images}
+    assert not any(bytes(x.numpy().tobytes()) in flat for x in torch.cat([bank.images, query.images]))
+
+
+def test_random_pool_is_deterministic() -> None:
+    a, b = load_source("random:5", 16, seed=3), load_source("random:5", 16, seed=3)
+    assert torch.equal(a.images, b.images) and a.images.shape == (5, 16, 16, 3)
