@@ -107,20 +107,20 @@ def build_app(service: ExplorerService | None = None, default_source: str | None
                 with gr.Tabs():
                     build_tabs(inp)
 
-        def on_features(*args: Any) -> tuple:
-            return features_view(svc, *args)
+        def features(image: Any, model: str, size: float, layer: float) -> tuple:
+            return features_view(svc, image, model, size, layer)
 
         def on_model(source_value: str) -> tuple:
             res = svc.load_model(source_value)
             n = res.backbone.num_layers if res.backbone else 12
             return _model_line(res), gr.update(maximum=n, value=n)
 
-        feat = gr.on([image.change, size.release, layer.release], guard(on_features), inputs=inp.base,
+        feat = gr.on([image.change, size.release, layer.release], guard(features), inputs=inp.base,
                      outputs=[status, summary, key], api_name="features",
                      api_description="Run/fetch the backbone features; returns status, a summary and the image key.",
                      trigger_mode="always_last")
         model_evt = model.change(guard(on_model), inputs=[model], outputs=[status, layer], api_visibility="private")
-        model_feat = model_evt.then(guard(on_features), inputs=inp.base, outputs=[status, summary, key],
+        model_feat = model_evt.then(guard(features), inputs=inp.base, outputs=[status, summary, key],
                                     api_visibility="private")
         for dep in (feat, model_feat):
             for r in inp.refreshes:
