@@ -86,7 +86,8 @@ def build_app(service: ExplorerService | None = None, default_source: str | None
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
     choices = MODEL_CHOICES if source in MODEL_CHOICES else [source, *MODEL_CHOICES]
 
-    with gr.Blocks(title="DINOv3 Explorer") as demo:
+    # Every rendered frame is a file in Gradio's cache; sweep files older than an hour, hourly.
+    with gr.Blocks(title="DINOv3 Explorer", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
