@@ -9,6 +9,7 @@ look-ups plus cheap analysis — the backbone runs once per (image, model, size,
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +31,7 @@ V = TypeVar("V")
 DISPLAY_MAX_SIDE = 640
 SIZES = (224, 896, 16)  # min, max, step of the resolution picker
 DEFAULT_SIZE = 448
+FAILURE_TTL_S = 30.0  # how long a failed model source is remembered before it is retried
 
 HOW_TO_GET_A_MODEL = (
     "Other ways to get a backbone: start with `--model /path/to/hf-folder`, or set `HF_TOKEN` and pick "
@@ -173,6 +175,7 @@ class ExplorerService:
         self.default_source = default_source or "bundled"
         self._models: dict[str, LoadResult] = {}
         self._model_lock = threading.Lock()
+        self._failed_at: dict[str, float] = {}
         self.images: LRU[str, ImageEntry] = LRU(32)
         self.views: LRU[tuple, FeatureView] = LRU(8)  # each may hold P×P matrices
         # One background worker fills the τ table of the image being looked at (see warm_tokencut).
@@ -187,11 +190,14 @@ class ExplorerService:
         source = (source or self.default_source).strip() or self.default_source
         with self._model_lock:
             cached = self._models.get(source)
-            if cached is not None and cached.backbone is not None:
-                return cached
+            if cached is not None and (
+                cached.backbone is not None or time.monotonic() - self._failed_at.get(source, 0.0) < FAILURE_TTL_S
+            ):
+                return cached  # a failure is remembered briefly so chained views don't re-probe the network
             result = load_backbone(source)
             if result.backbone is None:
                 result = LoadResult(None, f"{result.message} {HOW_TO_GET_A_MODEL}", True, source)
+                self._failed_at[source] = time.monotonic()
             self._models[source] = result
             return result
 
