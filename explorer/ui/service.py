@@ -188,6 +188,9 @@ class ExplorerService:
     def load_model(self, source: str | None) -> LoadResult:
         """Load (once) and remember the backbone for a source string; never raises."""
         source = (source or self.default_source).strip() or self.default_source
+        cached = self._models.get(source)
+        if cached is not None and cached.backbone is not None:
+            return cached  # the common case, without waiting for another source that is loading
         with self._model_lock:
             cached = self._models.get(source)
             if cached is not None and (
