@@ -86,14 +86,16 @@ def as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3].astype(np.uint8, copy=False))
 
 
-def display_array(image: Image.Image, max_side: int = 640) -> np.ndarray:
-    """The image as uint8[H, W, 3], downscaled so its longer side is at most `max_side`.
+def display_array(image: Image.Image, max_side: int = 640, min_side: int = 0) -> np.ndarray:
+    """The image as uint8[H, W, 3] with its longer side in [min_side, max_side] (resized if outside).
 
-    Overlays are drawn at this resolution: large enough to read, small enough to blend in ~1 ms.
+    Overlays are drawn at this resolution: large enough to read (small uploads are enlarged so a
+    patch is more than a few pixels), small enough to blend in ~1 ms.
     """
     w, h = image.size
-    scale = min(1.0, max_side / max(w, h))
-    if scale < 1.0:
+    long_side = max(w, h)
+    scale = min(1.0, max_side / long_side) if long_side > max_side else max(1.0, min_side / long_side)
+    if scale != 1.0:
         image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
     return np.ascontiguousarray(as_rgb_array(image))
 

@@ -90,6 +90,10 @@ def test_grid_image_nearest() -> None:
 def test_display_array_caps_long_side() -> None:
     arr = viz.display_array(Image.new("RGB", (1200, 300)), max_side=600)
     assert arr.shape == (150, 600, 3)
+    small = viz.display_array(Image.new("RGB", (240, 144)), max_side=640, min_side=480)
+    assert small.shape == (288, 480, 3)
+    same = viz.display_array(Image.new("RGB", (500, 100)), max_side=640, min_side=480)
+    assert same.shape == (100, 500, 3)
 
 
 def test_downsample_square_block_mean() -> None:

@@ -29,6 +29,7 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 DISPLAY_MAX_SIDE = 640
+DISPLAY_MIN_SIDE = 512  # small uploads are shown enlarged (clicks are mapped back to upload pixels)
 SIZES = (224, 896, 16)  # min, max, step of the resolution picker
 DEFAULT_SIZE = 448
 FAILURE_TTL_S = 30.0  # how long a failed model source is remembered before it is retried
@@ -81,7 +82,7 @@ class ImageEntry:
 
     key: str  # content hash of the decoded pixels (the feature-cache key)
     image: Image.Image
-    display: np.ndarray  # uint8[H, W, 3], longer side <= DISPLAY_MAX_SIDE
+    display: np.ndarray  # uint8[H, W, 3], longer side in [DISPLAY_MIN_SIDE, DISPLAY_MAX_SIDE]
     original_size: tuple[int, int]  # (W, H) of the upload, upright
     notes: list[str]
 
@@ -236,7 +237,7 @@ class ExplorerService:
         entry = self.images.get(key) or ImageEntry(
             key=key,
             image=loaded.image,
-            display=viz.display_array(loaded.image, DISPLAY_MAX_SIDE),
+            display=viz.display_array(loaded.image, DISPLAY_MAX_SIDE, DISPLAY_MIN_SIDE),
             original_size=loaded.original_size,
             notes=loaded.notes,
         )

@@ -18,6 +18,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 SIZE = 448
+DISPLAY = (512, 307)  # (W, H): the 240×144 upload enlarged to the 512-px minimum display side
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +58,11 @@ def test_similarity_click_maps_to_the_right_patch(client: Client, tiny_model_dir
     row, col = int(np.floor(y / 144 * 17)), int(np.floor(x / 240 * 28))
     assert f"Patch (row {row}, col {col})" in info
     img = np.asarray(Image.open(out).convert("RGB")).astype(int)
-    assert img.shape == (144, 240, 3)
+    assert img.shape == (DISPLAY[1], DISPLAY[0], 3)
     # The cyan marker (0, 255, 255) surrounds exactly that patch.
     cyan = (img[..., 0] < 90) & (img[..., 1] > 180) & (img[..., 2] > 180)
     ys, xs = np.nonzero(cyan)
-    assert viz.pixel_to_patch(xs.mean(), ys.mean(), (240, 144), (17, 28)) == (row, col)
+    assert viz.pixel_to_patch(xs.mean(), ys.mean(), DISPLAY, (17, 28)) == (row, col)
 
 
 def test_tokencut_matches_the_library(client: Client, tiny_model_dir: Path, scene_image: Path, local) -> None:
@@ -74,7 +75,7 @@ def test_tokencut_matches_the_library(client: Client, tiny_model_dir: Path, scen
     assert f"box rows {r0}–{r1 - 1}, cols {c0}–{c1 - 1}" in text
     assert ("Object found" in text) == bool(ref.confident)
     for path in (overlay, eig):
-        assert Image.open(path).size == (240, 144)
+        assert Image.open(path).size == DISPLAY
 
 
 def test_tokencut_sweep_table(client: Client, tiny_model_dir: Path, scene_image: Path, local) -> None:
@@ -92,10 +93,10 @@ def test_pca_foreground_only(client: Client, tiny_model_dir: Path, scene_image: 
     feats, _ = local
     mask = analysis.tokencut(feats.patches, tau=0.3).mask
     img = np.asarray(Image.open(out).convert("RGB")).astype(int)
-    assert img.shape == (144, 240, 3)
+    assert img.shape == (DISPLAY[1], DISPLAY[0], 3)
     # Background patches are painted black: check the centre pixel of every background patch.
     for r, c in zip(*np.nonzero(~mask), strict=True):
-        x0, y0, x1, y1 = viz.patch_to_pixels(r, c, r + 1, c + 1, (240, 144), feats.grid)
+        x0, y0, x1, y1 = viz.patch_to_pixels(r, c, r + 1, c + 1, DISPLAY, feats.grid)
         assert img[(y0 + y1) // 2, (x0 + x1) // 2].max() < 40
     assert f"{int(mask.sum())} foreground patches" in note
 

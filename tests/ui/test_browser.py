@@ -22,7 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 SHOTS = Path(__file__).resolve().parents[2] / "screenshots"
-W, H = 320, 192  # upload size; displayed as-is (longer side <= 640)
+W, H = 320, 192  # upload size; displayed enlarged to 512×307
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +92,15 @@ def test_upload_click_drag_and_tabs(page, block_image: Path) -> None:
     page.wait_for_function(f"document.querySelector('#sim-info').innerText.includes('Patch (row {row}, col {col})')")
     page.wait_for_timeout(500)
     _, shown = _fetch(page, "#sim-view")
-    assert shown.shape[:2] == (H, W)
-    base = np.asarray(Image.open(block_image).convert("RGB")).astype(np.float32)
+    base = viz.display_array(Image.open(block_image).convert("RGB"), 640, 512).astype(np.float32)
+    dh, dw = base.shape[:2]
+    assert shown.shape[:2] == (dh, dw)
     colour = (shown - 0.4 * base) / 0.6  # undo the 60/40 blend to recover the colour-map colour
     lut = viz.colormap_lut("inferno").astype(np.float32)
     heat = np.zeros((gh, gw))
     for r in range(gh):
         for c in range(gw):
-            x0, y0, x1, y1 = viz.patch_to_pixels(r, c, r + 1, c + 1, (W, H), (gh, gw))
+            x0, y0, x1, y1 = viz.patch_to_pixels(r, c, r + 1, c + 1, (dw, dh), (gh, gw))
             cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
             px = colour[cy - 1:cy + 2, cx - 1:cx + 2].reshape(-1, 3)
             heat[r, c] = np.median(np.argmin(((px[:, None, :] - lut[None]) ** 2).sum(-1), axis=1))
@@ -133,7 +134,7 @@ def test_upload_click_drag_and_tabs(page, block_image: Path) -> None:
     page.get_by_role("tab", name="PCA").click()
     _wait_img(page, "#pca-view")
     _, pca_img = _fetch(page, "#pca-view")
-    assert pca_img.shape[:2] == (H, W) and pca_img.std() > 5
+    assert pca_img.shape[:2] == (dh, dw) and pca_img.std() > 5
     page.screenshot(path=str(SHOTS / "4_pca.png"), full_page=True)
     page.get_by_role("tab", name="Gram").click()
     page.wait_for_selector("#gram-plot .js-plotly-plot")
