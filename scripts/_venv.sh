@@ -3,7 +3,7 @@
 # A stamp (.venv/.requirements.sha256) remembers which requirement files were installed, so a
 # changed requirements file triggers `pip install -r` again; a working environment built by hand
 # (no stamp, every module imports) is left alone.
-TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
 
 ensure_venv() {
   local modules="$1"; shift
@@ -13,7 +13,8 @@ ensure_venv() {
     echo "[setup] creating .venv with $("$py" --version 2>&1)"
     "$py" -m venv .venv
     .venv/bin/python -m pip install --upgrade pip >/dev/null
-    .venv/bin/python -m pip install "$TORCH_SPEC"
+    # shellcheck disable=SC2086 # TORCH_SPEC is a list of requirement specifiers
+    .venv/bin/python -m pip install $TORCH_SPEC
   fi
   [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
   if [ ! -f "$stamp" ] && .venv/bin/python -c "import $modules" 2>/dev/null; then
