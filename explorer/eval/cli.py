@@ -218,7 +218,8 @@ EVALUATORS: dict[str, Callable[[argparse.Namespace, Any], tuple[dict, str]]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m explorer eval", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m explorer eval", description="Score a frozen backbone and its heads on a dataset split; writes a Markdown report "
+                                "and, with --json, one JSON object.")
     p.add_argument("task", choices=list(EVALUATORS))
     p.add_argument("--data", required=True, help="dataset folder (offline world root or one format's root)")
     p.add_argument("--split", default="test")
