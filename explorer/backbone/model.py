@@ -18,6 +18,8 @@ from explorer.backbone.features import Features
 from explorer.backbone.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess
 
 TokenSplit = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# Config entries that say how a model was saved or loaded, not what it computes.
+NON_ARCHITECTURE_KEYS = {"transformers_version", "dtype", "torch_dtype", "architectures", "name_or_path"}
 
 
 def default_device() -> torch.device:
@@ -56,6 +58,7 @@ class Backbone:
         self.std = tuple(std)
         self.config = config
         self.cache = FeatureCache(cache_entries)
+        self._fingerprint: str | None = None
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
 
@@ -114,10 +117,19 @@ class Backbone:
     # ------------------------------------------------------------------ identity
     @property
     def fingerprint(self) -> str:
-        """Hash of the architecture-defining config: heads trained on another backbone are refused."""
-        keys = sorted(k for k in self.config if not k.startswith("_") and k not in {"transformers_version"})
-        payload = json.dumps({k: self.config[k] for k in keys}, sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        """Hash of the config AND the weights: heads and cached features belong to one exact backbone.
+
+        The config alone is not enough: a random-init model and its pretrained twin share a config,
+        and a head trained on one gives garbage on the other. Computed once (~0.1 s for ViT-S).
+        """
+        if self._fingerprint is None:
+            keys = sorted(k for k in self.config if not k.startswith("_") and k not in NON_ARCHITECTURE_KEYS)
+            digest = hashlib.sha256(json.dumps({k: self.config[k] for k in keys}, sort_keys=True, default=str).encode())
+            for name, tensor in sorted(self.model.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
 
     def resolve_layer(self, layer: int | None) -> int:
         """1-based block index; None or out-of-range values are clamped, negatives count from the end."""

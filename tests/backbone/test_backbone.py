@@ -145,3 +145,13 @@ def test_half_precision_folder_loads_as_float32(tmp_path: Path) -> None:
     backbone = load_source(str(folder))
     assert next(backbone.model.parameters()).dtype == torch.float32
     assert backbone.extract(random_image(48, 48), size=224).patches.dtype == torch.float32
+
+
+def test_fingerprint_tells_weights_apart_not_just_configs(tmp_path: Path) -> None:
+    first = Backbone.from_model(DINOv3ViTModel(tiny_config(4)), "a")
+    torch.manual_seed(123)
+    twin = Backbone.from_model(DINOv3ViTModel(tiny_config(4)), "a")  # same config, other weights
+    reloaded_dir = tmp_path / "first"
+    first.model.save_pretrained(reloaded_dir)
+    assert first.fingerprint != twin.fingerprint
+    assert load_source(str(reloaded_dir)).fingerprint == first.fingerprint
