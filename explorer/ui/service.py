@@ -8,6 +8,7 @@ look-ups plus cheap analysis — the backbone runs once per (image, model, size,
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -172,8 +173,16 @@ class Prepared:
 class ExplorerService:
     """The stores plus `prepare()`, the one path from (image, model, size, layer) to features."""
 
-    def __init__(self, default_source: str | None = None, preloaded: dict[str, Backbone] | None = None) -> None:
+    def __init__(
+        self,
+        default_source: str | None = None,
+        preloaded: dict[str, Backbone] | None = None,
+        heads_dir: str | Path | None = None,
+    ) -> None:
         self.default_source = default_source or "bundled"
+        # Root of the task heads (`<root>/<backbone-slug>/`); None = the repo's pretrained_heads/.
+        self.heads_dir: str | Path | None = heads_dir or os.environ.get("DINOV3_HEADS_DIR") or None
+        self.heads: LRU[tuple, Any] = LRU(16)  # loaded heads, so a slider move never re-reads weights
         self._models: dict[str, LoadResult] = {}
         self._model_lock = threading.Lock()
         self._failed_at: dict[str, float] = {}
