@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# One prepared pretraining job for a lent GPU box (or, with small settings, a CPU smoke test).
+# 1) calibrate seconds/step, 2) main run sized to the time budget, Gram anchoring over its last 20%,
+# 3) the same final phase WITHOUT Gram anchoring from the pre-Gram checkpoint (ablation),
+# 4) float16 copies of both backbones + logs into $OUT (or runs/device when OUT is unset).
+set -euo pipefail
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+PY=${PY:-python3}
+CONFIG=${CONFIG:-configs/tiny_gpu.json}
+POOL_N=${POOL_N:-50000}
+BUDGET_S=${BUDGET_S:-380}          # seconds for main run + ablation arm together
+CALIB_STEPS=${CALIB_STEPS:-40}
+GRAM_COST=${GRAM_COST:-1.5}        # a Gram-phase step costs this many plain steps (2x-res teacher)
+RESULT=${OUT:-runs/device}
+WORK=${WORK:-/tmp/pretrain}
+mkdir -p "$RESULT" "$WORK"
+t_start=$(date +%s)
+$PY - <<PY
+import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__,
+      "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+PY
+if [ -z "${STEPS:-}" ]; then
+$PY -m explorer pretrain --config "$CONFIG" --data world:2000 --out "$WORK/calib" --steps "$CALIB_STEPS" --no-progress
+STEPS=$($PY - "$WORK/calib/log.jsonl" "$BUDGET_S" "$GRAM_COST" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+rows = [r for r in rows if "wall_s" in r]
+a, b = rows[len(rows) // 4], rows[-1]
+per_step = (b["wall_s"] - a["wall_s"]) / max(1, b["step"] - a["step"])
+budget, gram_cost = float(sys.argv[2]), float(sys.argv[3])
+steps = int(budget / (per_step * (0.8 + 0.2 * gram_cost + 0.2)))
+print(max(50, steps // 10 * 10))
+print(f"calibration: {per_step * 1000:.1f} ms/step -> {steps} steps", file=sys.stderr)
+PY
+)
+fi
+GRAM_START=$(( STEPS * 8 / 10 ))
+$PY - "$CONFIG" "$WORK/config.json" "$STEPS" "$GRAM_START" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg["steps"] = int(sys.argv[3]); cfg["gram"]["start_step"] = int(sys.argv[4])
+cfg["checkpoint_every"] = max(cfg["steps"] // 4, 1)
+json.dump(cfg, open(sys.argv[2], "w"), indent=2)
+PY
+echo "steps=$STEPS gram_start=$GRAM_START"
+$PY -m explorer pretrain --config "$WORK/config.json" --data "world:$POOL_N" --out "$WORK/gram" --no-progress \
+    --minutes "$($PY -c "print($BUDGET_S * ${MAIN_SHARE:-0.85} / 60)")"
+if [ -d "$WORK/gram/checkpoint_pre_gram" ]; then
+  $PY -m explorer pretrain --config "$WORK/config.json" --data "world:$POOL_N" --out "$WORK/nogram" --no-progress \
+      --gram-phase-from "$WORK/gram/checkpoint_pre_gram" --no-gram --minutes "$($PY -c "print($BUDGET_S * 0.3 / 60)")"
+fi
+$PY - "$WORK" "$RESULT" <<'PY'
+import json, shutil, sys
+from pathlib import Path
+from safetensors.torch import load_file, save_file
+work, result = Path(sys.argv[1]), Path(sys.argv[2])
+for arm in ("gram", "nogram"):
+    src = work / arm / "backbone"
+    if not src.is_dir():
+        continue
+    dst = result / arm
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "preprocessor_config.json"):
+        shutil.copy(src / name, dst / name)
+    tensors = {k: v.half().contiguous() for k, v in load_file(str(src / "model.safetensors")).items()}
+    save_file(tensors, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    for name in ("log.jsonl", "summary.json", "config.json"):
+        if (work / arm / name).exists():
+            shutil.copy(work / arm / name, result / f"{arm}_{name}")
+print(sorted(str(p) for p in result.rglob("*")))
+PY
+echo "total wall: $(( $(date +%s) - t_start )) s"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# After pretraining: bundle the backbone, train its heads on one world, evaluate on another.
+#   scripts/finish_bundled.sh RUN_DIR      (e.g. runs/bundled_v2; worlds/train and worlds/test must exist:
+#   python -m explorer data make --out worlds/train --n 4000 --seed 11; ... --out worlds/test --n 2000 --seed 12)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:?run directory}
+PY=${PY:-.venv/bin/python}
+DEST=pretrained/dinov3-explorer-tiny
+HEADS=pretrained_heads/bundled--dinov3-explorer-tiny
+OUTDIR=${OUTDIR:-runs/final}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} HF_HUB_OFFLINE=1
+mkdir -p "$DEST" "$HEADS" "$OUTDIR"
+step() { echo "[$(date +%H:%M:%S)] $*"; }
+
+if [ "${SKIP_BUNDLE:-0}" != 1 ]; then
+step "bundle $RUN/backbone -> $DEST (float16 safetensors)"
+$PY - "$RUN/backbone" "$DEST" <<'PY'
+import shutil, sys
+from pathlib import Path
+from safetensors.torch import load_file, save_file
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+for name in ("config.json", "preprocessor_config.json"):
+    shutil.copy(src / name, dst / name)
+tensors = {k: v.half().contiguous() for k, v in load_file(str(src / "model.safetensors")).items()}
+save_file(tensors, str(dst / "model.safetensors"), metadata={"format": "pt"})
+PY
+fi
+if [ "${SKIP_HEADS:-0}" != 1 ]; then
+step "probe";        $PY -m explorer train-head probe --data worlds/train --C 0.1,1,10 --no-progress
+step "segmentation"; $PY -m explorer train-head segmentation --data worlds/train --arch conv --no-progress
+step "detection";    $PY -m explorer train-head detection --data worlds/train --format coco --kind dense --grid-flip \
+                       --config '{"upsample": false}' --no-progress
+fi
+for task in probe segmentation detection discovery; do
+  step "eval $task"
+  $PY -m explorer eval "$task" --data worlds/test --split test --json "$OUTDIR/$task.json" --update-card --no-progress || true
+done
+step "backbone report (pretrained vs random init)"
+$PY -m explorer.eval.backbone_report --model "$DEST" --json "$DEST/metrics.json" > "$OUTDIR/backbone_report.log" 2>&1
+step done

@@ -1,0 +1,101 @@
+"""Write the bundled model's card: loss curves (PNG) and README.md from a pretraining run and metrics.json.
+
+    python scripts/model_card.py --run runs/bundled_v2 --ablation runs/bundled_nogram --dest pretrained/dinov3-explorer-tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+TERMS = ("loss", "dino", "ibot", "koleo", "gram")
+
+
+def read_log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+
+
+def plot(rows: list[dict], ablation: list[dict] | None, out: Path) -> None:
+    fig, axes = plt.subplots(1, len(TERMS) + 1, figsize=(4 * (len(TERMS) + 1), 3.2))
+    steps = [r["step"] for r in rows]
+    for ax, term in zip(axes, TERMS, strict=False):
+        ax.plot(steps, [r[term] for r in rows], lw=0.8, label="with Gram anchoring")
+        if ablation:
+            ax.plot([r["step"] for r in ablation], [r[term] for r in ablation], lw=0.8, label="without (ablation)")
+        ax.set_title(term)
+        ax.set_xlabel("step")
+    knn = [(r["step"], r["knn_top1"]) for r in rows if "knn_top1" in r]
+    if knn:
+        axes[-1].plot(*zip(*knn, strict=True), marker="o")
+    axes[-1].set_title("k-NN top-1 (held-out)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--ablation", type=Path)
+    parser.add_argument("--dest", type=Path, required=True)
+    args = parser.parse_args()
+    rows = read_log(args.run)
+    ablation = read_log(args.ablation) if args.ablation and (args.ablation / "log.jsonl").exists() else None
+    plot(rows, ablation, args.dest / "loss_curves.png")
+    config = json.loads((args.run / "config.json").read_text())
+    metrics_path = args.dest / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    last = rows[-1]
+    table = "\n".join(
+        f"| `{k}` | {v['pretrained']:.4f} | {v['random']:.4f} |"
+        for k, v in metrics.items()
+        if isinstance(v, dict) and "pretrained" in v and isinstance(v.get("random"), float)
+    )
+    gram = metrics.get("gram_ablation", {})
+    card = f"""# dinov3-explorer-tiny
+
+A {config['model']['hidden_size']}-dim, {config['model']['num_hidden_layers']}-layer DINOv3 ViT
+(patch {config['model']['patch_size']}, {config['model']['num_register_tokens']} register tokens, RoPE,
+LayerScale) pretrained from scratch with this repository's DINOv3 recipe (`explorer/ssl/`, config
+`configs/{config['name']}.json`) on the procedural offline world (`explorer/data/`, seed {config['seed']}).
+Saved as `DINOv3ViTModel` (transformers) in float16 safetensors; the app loads it as float32.
+
+- steps: {last['step']} × batch {config['batch_size']} = {last.get('images_seen', last['step'] * config['batch_size'])} images
+- wall time: {last['wall_s'] / 60:.1f} min on {platform.machine()} CPU, 2 cores shared with other jobs (no GPU)
+- final losses: total {last['loss']:.3f}, DINO {last['dino']:.3f}, iBOT {last['ibot']:.3f}, KoLeo {last['koleo']:.3f}, Gram {last['gram']:.4f}
+
+![loss curves](loss_curves.png)
+
+## Frozen-feature evaluation (`metrics.json`)
+
+`python -m explorer.eval.backbone_report --model pretrained/dinov3-explorer-tiny --json pretrained/dinov3-explorer-tiny/metrics.json`
+— world seed {metrics.get('protocol', {}).get('eval_seed', '?')}, the same architecture at random
+initialisation as the floor, the same protocol for both.
+
+| metric | pretrained | random init |
+|---|---|---|
+{table}
+
+Gram ablation (final phase from the same pre-Gram checkpoint, with and without Gram anchoring):
+`{json.dumps(gram)}`
+
+## Licence and data
+
+Weights: Apache-2.0, trained here. Training images: rendered by `explorer/data` from Noto Color
+Emoji sprites (OFL-1.1 / Apache-2.0) on procedural and CC0/public-domain backgrounds
+(see `docs/DATASET_CARD.md`).
+"""
+    (args.dest / "README.md").write_text(card)
+    print(card)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
