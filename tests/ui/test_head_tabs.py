@@ -181,3 +181,26 @@ def test_mismatched_head_is_refused(svc: ExplorerService, upload: Path, view) ->
     else:  # the plain image, nothing painted, no boxes
         assert np.array_equal(out[0], svc.image(str(upload)).display)
         assert (out[1] == "") if view is segmentation_view else (out[2] == [])
+
+
+def test_api_names_answer_on_the_launched_app(app_url: str, tiny_model_dir: Path, scene_image: Path) -> None:
+    """One gradio_client call per api_name: the tiny served model has no heads, so each says so."""
+    client_mod = pytest.importorskip("gradio_client")
+    client = client_mod.Client(app_url, verbose=False)
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/detect", "/segment", "/classify"} <= names
+    args = [client_mod.handle_file(str(scene_image)), str(tiny_model_dir), 448, 2]
+    model_id = svc_model_id(tiny_model_dir)
+    image, text, dets = client.predict(*args, 0.3, api_name="/detect")
+    assert train_command("detection", model_id) in text and dets == []
+    assert Image.open(image).size == (512, 307)  # the 240×144 upload at display size, unpainted
+    image, legend, note = client.predict(*args, 0.5, api_name="/segment")
+    assert train_command("segmentation", model_id) in note and legend == ""
+    label, note = client.predict(*args, api_name="/classify")
+    assert train_command("probe", model_id) in note
+    assert not (label or {}).get("confidences")
+
+
+def svc_model_id(model_dir: Path) -> str:
+    """The model id the app gives a local folder (what the train command must name)."""
+    return ExplorerService(str(model_dir)).backbone(str(model_dir)).model_id
