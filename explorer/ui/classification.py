@@ -9,6 +9,7 @@ once the image has been seen at that size and layer.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,11 @@ import gradio as gr
 from explorer.heads.io import HeadMismatchError, default_heads_dir, train_command
 from explorer.heads.probe import load_probe, topk
 from explorer.ui.common import Inputs, guard
-from explorer.ui.service import ExplorerService, ImageEntry, Prepared
+from explorer.ui.service import LRU, ExplorerService, ImageEntry, Prepared, clamp_size
 
 TOP_K = 5
+_LOCKS: LRU[tuple, threading.Lock] = LRU(64)  # one per (service, image, model, size, layer) being prepared
+_LOCKS_GUARD = threading.Lock()
 
 
 # ---------------------------------------------------------------- shared by the head tabs
@@ -90,7 +93,13 @@ def head_features(svc: ExplorerService, image: Any, model: str, card: dict[str, 
     and its inputs were 224-px images; the app's aspect-kept 224-px grid is the closest match.
     """
     size, layer = head_size_layer(card)
-    return svc.prepare(image, model, size, layer)
+    entry, backbone = entry_and_backbone(svc, image, model)
+    key = (id(svc), entry.key, backbone.model_id, clamp_size(size), backbone.resolve_layer(layer))
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key) or _LOCKS.put(key, threading.Lock())
+    # The three head tabs refresh in parallel after a new upload; the lock makes them share one forward.
+    with lock:
+        return svc.prepare(image, model, size, layer)
 
 
 def entry_and_backbone(svc: ExplorerService, image: Any, model: str) -> tuple[ImageEntry, Any]:

@@ -204,3 +204,26 @@ def test_api_names_answer_on_the_launched_app(app_url: str, tiny_model_dir: Path
 def svc_model_id(model_dir: Path) -> str:
     """The model id the app gives a local folder (what the train command must name)."""
     return ExplorerService(str(model_dir)).backbone(str(model_dir)).model_id
+
+
+def test_parallel_refreshes_share_one_forward(svc: ExplorerService, upload: Path, forwards: list) -> None:
+    """After a new upload the three head tabs refresh at once; they must share one backbone pass."""
+    import threading
+
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def run(view, *extra) -> None:
+        barrier.wait()
+        try:
+            view(svc, str(upload), "tiny", 448, 2, *extra)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=a) for a in
+               [(classification_view,), (segmentation_view, 0.5), (detection_view, 0.3)]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(forwards) == 1
