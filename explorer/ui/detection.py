@@ -5,9 +5,12 @@ memoised on the cached features; moving the slider only filters by score and red
 running the head at the higher threshold: class-wise NMS is greedy by score, so a box's fate depends
 only on higher-scoring boxes, which pass any threshold it passes (up to the decoder's 50-box cap).
 
-Which features: the head's card size (224) and layer, aspect kept, through the shared cache. The
-heads were trained on square 224-px resizes; the dense head is convolutional over the patch grid, so
-an aspect-kept grid keeps objects at their true shape and costs no extra square-only forward.
+Which features: the head's card size (224, longer side) and layer, aspect kept, through the shared
+cache. The heads were trained on square 224-px resizes, but the dense head is convolutional over the
+patch grid, and measured on non-square inputs the aspect-kept grid is the better choice: a dense head
+trained on 1200 square world scenes (tiny random 64-d backbone, 10 epochs, class-agnostic) scored
+mAP 0.182 / AP50 0.509 on square test scenes, and on 200 crops of 224x140 / 140x224 px mAP 0.175 /
+AP50 0.475 with aspect-kept grids vs 0.131 / 0.402 when the crop was squashed to 224x224 as in training.
 """
 
 from __future__ import annotations
