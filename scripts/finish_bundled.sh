@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:?run directory}
 PY=${PY:-.venv/bin/python}
-DEST=pretrained/dinov3-explorer-tiny
-HEADS=pretrained_heads/bundled--dinov3-explorer-tiny
+DEST=${DEST:-pretrained/dinov3-explorer-tiny}
+TRAIN_WORLD=${TRAIN_WORLD:-worlds/train}
+TEST_WORLD=${TEST_WORLD:-worlds/test}
+MODEL=${MODEL:-bundled}
 OUTDIR=${OUTDIR:-runs/final}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} HF_HUB_OFFLINE=1
-mkdir -p "$DEST" "$HEADS" "$OUTDIR"
+mkdir -p "$DEST" "$OUTDIR"
 step() { echo "[$(date +%H:%M:%S)] $*"; }
 
 if [ "${SKIP_BUNDLE:-0}" != 1 ]; then
@@ -27,15 +29,15 @@ save_file(tensors, str(dst / "model.safetensors"), metadata={"format": "pt"})
 PY
 fi
 if [ "${SKIP_HEADS:-0}" != 1 ]; then
-step "probe";        $PY -m explorer train-head probe --data worlds/train --C 0.1,1,10 --no-progress
-step "segmentation"; $PY -m explorer train-head segmentation --data worlds/train --arch conv --no-progress
-step "detection";    $PY -m explorer train-head detection --data worlds/train --format coco --kind dense --grid-flip \
+step "probe";        $PY -m explorer train-head probe --data "$TRAIN_WORLD" --model "$MODEL" --C 0.1,1,10 --no-progress
+step "segmentation"; $PY -m explorer train-head segmentation --data "$TRAIN_WORLD" --model "$MODEL" --arch conv --no-progress
+step "detection";    $PY -m explorer train-head detection --data "$TRAIN_WORLD" --model "$MODEL" --format coco --kind dense --grid-flip \
                        --config '{"upsample": false}' --no-progress
 fi
 for task in probe segmentation detection discovery; do
   step "eval $task"
-  $PY -m explorer eval "$task" --data worlds/test --split test --json "$OUTDIR/$task.json" --update-card --no-progress || true
+  $PY -m explorer eval "$task" --data "$TEST_WORLD" --model "$MODEL" --split test --json "$OUTDIR/$task.json" --update-card --no-progress || true
 done
 step "backbone report (pretrained vs random init)"
-$PY -m explorer.eval.backbone_report --model "$DEST" --json "$DEST/metrics.json" > "$OUTDIR/backbone_report.log" 2>&1
+$PY -m explorer.eval.backbone_report --model "$DEST" --json "$DEST/metrics.json" ${REPORT_ARGS:-} > "$OUTDIR/backbone_report.log" 2>&1
 step done
