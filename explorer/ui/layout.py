@@ -21,7 +21,8 @@ MODEL_CHOICES = ["bundled", DEFAULT_HUB_ID, "timm:vit_small_patch16_dinov3.lvd16
 
 INTRO = """# DINOv3 Explorer
 Upload a photo (or pick an example): the backbone runs **once**, then every click and slider below
-answers from the cached features. Tabs: **Similarity** (click a patch), **PCA**, **Gram**, **TokenCut**."""
+answers from the cached features. Tabs: **Similarity** (click a patch), **PCA**, **Gram**, **TokenCut**,
+and the task heads: **Detection**, **Segmentation**, **Classification**."""
 
 
 def build_tabs(inp: Inputs) -> None:
