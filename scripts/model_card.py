@@ -68,14 +68,15 @@ LayerScale) pretrained from scratch with this repository's DINOv3 recipe (`explo
 Saved as `DINOv3ViTModel` (transformers) in float16 safetensors; the app loads it as float32.
 
 - steps: {last['step']} × batch {config['batch_size']} = {last.get('images_seen', last['step'] * config['batch_size'])} images
-- wall time: {last['wall_s'] / 60:.1f} min on {platform.machine()} CPU, 2 cores shared with other jobs (no GPU)
+- wall time: {last['wall_s'] / 60:.1f} min on {platform.machine()} CPU, 2 cores (no GPU)
 - final losses: total {last['loss']:.3f}, DINO {last['dino']:.3f}, iBOT {last['ibot']:.3f}, KoLeo {last['koleo']:.3f}, Gram {last['gram']:.4f}
 
 ![loss curves](loss_curves.png)
 
 ## Frozen-feature evaluation (`metrics.json`)
 
-`python -m explorer.eval.backbone_report --model pretrained/dinov3-explorer-tiny --json pretrained/dinov3-explorer-tiny/metrics.json`
+`python -m explorer.eval.backbone_report --model pretrained/dinov3-explorer-tiny --n-train 1000 --n-val 200 --n-test 500 --json metrics.json`
+(the `gram_ablation` arm: the same command on `runs/bundled_nogram/backbone` with `--skip-random`)
 — world seed {metrics.get('protocol', {}).get('eval_seed', '?')}, the same architecture at random
 initialisation as the floor, the same protocol for both.
 
@@ -85,6 +86,17 @@ initialisation as the floor, the same protocol for both.
 
 Gram ablation (final phase from the same pre-Gram checkpoint, with and without Gram anchoring):
 `{json.dumps(gram)}`
+
+## Read this before trusting it
+
+This is a *token* pretraining: 300 steps on a 2-core CPU. In every short run we made (up to 1200
+steps, several temperatures, momenta, prototype counts, DINOv1-style centring instead of
+Sinkhorn-Knopp) the DINO loss stays near log K: the head's bottleneck collapses to a few directions,
+the teacher's scores barely differ between images and Sinkhorn-Knopp returns near-uniform targets.
+iBOT and KoLeo do learn (curves above). The features are better than random init on every metric
+but only slightly; the linear segmentation probe predicts background everywhere for both. A real
+run needs a GPU and thousands of steps (`configs/tiny_gpu.json`). For anything that matters, load
+real DINOv3 weights (README, "Models").
 
 ## Licence and data
 
