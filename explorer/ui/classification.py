@@ -131,18 +131,18 @@ def classification_view(
     head = found.head
     p = head_features(svc, image, model, head.card)
     top = p.view.memo(("probe-topk", found.key), lambda: topk(head, p.features, TOP_K))
-    metric = _metric_line(head.card.get("metrics", {}))
+    metric = recorded_metric_line(head.card, "top1", "top-1")
     best_name, best_p = top[0]
     text = (f"**{best_name}** ({100 * best_p:.1f}%) — top-{len(top)} of {len(head.class_names)} classes from a "
             f"linear probe on the {head.feature} token. {metric}\n\n{head_note(p, head.card)}")
     return {name: prob for name, prob in top}, text
 
 
-def _metric_line(metrics: dict[str, Any]) -> str:
-    """The probe's validation top-1 from its card, if recorded."""
-    for split, m in metrics.items():
-        if isinstance(m, dict) and "top1" in m:
-            return f"Validation top-1 on {split}: {100 * float(m['top1']):.1f}%."
+def recorded_metric_line(card: dict[str, Any], key: str, label: str) -> str:
+    """'Validation <label> on <split>: x%.' from the first split in the card's metrics that has `key`."""
+    for split, m in card.get("metrics", {}).items():
+        if isinstance(m, dict) and key in m:
+            return f"Validation {label} on {split}: {100 * float(m[key]):.1f}%."
     return ""
 
 

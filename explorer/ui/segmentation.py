@@ -17,7 +17,13 @@ import gradio as gr
 import numpy as np
 
 from explorer.heads.segmentation import load_segmentation, predict
-from explorer.ui.classification import entry_and_backbone, head_features, head_note, lookup_head
+from explorer.ui.classification import (
+    entry_and_backbone,
+    head_features,
+    head_note,
+    lookup_head,
+    recorded_metric_line,
+)
 from explorer.ui.common import Inputs, guard, image_output
 from explorer.ui.service import ExplorerService
 
@@ -85,15 +91,8 @@ def segmentation_view(
     opacity = DEFAULT_OPACITY if opacity is None else float(np.clip(opacity, 0.0, 1.0))
     overlay = blend_classes(entry.display, classes, palette, opacity)
     legend = legend_html(head.class_names, classes, palette)
-    note = f"{head_note(p, head.card)} {_miou_line(head.card.get('metrics', {}))}".strip()
+    note = f"{head_note(p, head.card)} {recorded_metric_line(head.card, 'miou', 'mIoU')}".strip()
     return overlay, legend, note
-
-
-def _miou_line(metrics: dict[str, Any]) -> str:
-    for split, m in metrics.items():
-        if isinstance(m, dict) and "miou" in m:
-            return f"Validation mIoU on {split}: {100 * float(m['miou']):.1f}%."
-    return ""
 
 
 def build_tab(inp: Inputs) -> None:
