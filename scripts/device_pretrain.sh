@@ -3,6 +3,9 @@
 # 1) calibrate seconds/step, 2) main run sized to the time budget, Gram anchoring over its last 20%,
 # 3) the same final phase WITHOUT Gram anchoring from the pre-Gram checkpoint (ablation),
 # 4) float16 copies of both backbones + logs into $OUT (or runs/device when OUT is unset).
+# On the lent GPU box: call it as `bash scripts/device_pretrain.sh > $OUT/log.txt 2>&1` (never through a
+# pipe, whose buffer is lost when the call is cut) and keep BUDGET_S well inside the device time left:
+# the artefacts are written only at the end.
 set -euo pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 PY=${PY:-python3}
