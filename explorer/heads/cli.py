@@ -45,6 +45,12 @@ def common_parser(task: str, description: str = "") -> argparse.ArgumentParser:
     return p
 
 
+def extraction_kwargs(a: argparse.Namespace, patches: bool) -> dict[str, Any]:
+    """`extract_features` options from the common parser's arguments (one place for every head CLI)."""
+    return {"size": a.size, "layer": a.layer, "patches": patches, "batch_size": a.batch_size,
+            "cache_dir": a.cache_dir, "progress": not a.no_progress}
+
+
 def open_backbone(source: str | None, strict: bool = True) -> Any:
     """Load the backbone or exit with the loader's message; with ``strict`` an explicit source that
     fell back to another model is an error (a head for the wrong backbone is worse than none)."""
@@ -104,8 +110,7 @@ def train_probe_main(argv: list[str]) -> int:
     backbone = open_backbone(a.model)
     train = load_classification(a.data, a.train_split, fmt)
     val = _split_exists(load_classification, a.data, a.val_split, fmt) if a.val_split else None
-    kw = {"size": a.size, "layer": a.layer, "patches": False, "batch_size": a.batch_size,
-          "cache_dir": a.cache_dir, "progress": not a.no_progress}
+    kw = extraction_kwargs(a, patches=False)
     ftr = extract_features(backbone, train.paths, train.root, desc=f"{a.train_split} features", **kw)
     fval = extract_features(backbone, val.paths, val.root, desc=f"{a.val_split} features", **kw) if val else None
     xtr = probe_input(a.feature, ftr.cls, ftr.patch_mean)
@@ -177,8 +182,7 @@ def train_segmentation_main(argv: list[str]) -> int:
     label_size = a.label_scale * (a.size // backbone.patch_size)
     train = load_segmentation(a.data, a.train_split)
     val = _split_exists(load_segmentation, a.data, a.val_split) if a.val_split else None
-    kw = {"size": a.size, "layer": a.layer, "patches": True, "batch_size": a.batch_size,
-          "cache_dir": a.cache_dir, "progress": not a.no_progress}
+    kw = extraction_kwargs(a, patches=True)
     ftr = extract_features(backbone, train.image_paths, train.root, desc=f"{a.train_split} features", **kw)
     masks = load_masks(train.mask_paths, label_size)
     k = len(train.class_names)

@@ -32,7 +32,13 @@ def _targets(data: Any, size: int) -> list[dict[str, np.ndarray]]:
 
 def train_detection_main(argv: list[str]) -> int:
     from explorer.eval.datasets import guess_format, load_boxes
-    from explorer.heads.cli import _split_exists, common_parser, heads_out_dir, open_backbone
+    from explorer.heads.cli import (
+        _split_exists,
+        common_parser,
+        extraction_kwargs,
+        heads_out_dir,
+        open_backbone,
+    )
     from explorer.heads.detection import DEFAULTS, KINDS, evaluate, save, train_detection
     from explorer.heads.features_cache import extract_features
 
@@ -53,8 +59,7 @@ def train_detection_main(argv: list[str]) -> int:
     backbone = open_backbone(a.model)
     train = load_boxes(a.data, a.train_split, fmt)
     val = _split_exists(load_boxes, a.data, a.val_split, fmt) if a.val_split else None
-    kw = {"size": a.size, "layer": a.layer, "patches": True, "batch_size": a.batch_size,
-          "cache_dir": a.cache_dir, "progress": not a.no_progress}
+    kw = extraction_kwargs(a, patches=True)
     ftr = extract_features(backbone, train.image_paths, train.root, desc=f"{a.train_split} features", **kw)
     head = train_detection(ftr.patches, _targets(train, a.size), len(train.class_names), kind=a.kind,
                            class_names=train.class_names, input_size=(a.size, a.size),
