@@ -2,10 +2,12 @@
 # One prepared pretraining job for a lent GPU box (or, with small settings, a CPU smoke test).
 # 1) calibrate seconds/step, 2) main run sized to the time budget, Gram anchoring over its last 20%,
 # 3) the same final phase WITHOUT Gram anchoring from the pre-Gram checkpoint (ablation),
-# 4) float16 copies of both backbones + logs into $OUT (or runs/device when OUT is unset).
+# 4) float16 copies of both backbones + logs, packed as $OUT/result.tar (the device tool returns at most
+#    8 files), or under runs/device when OUT is unset.
 # On the lent GPU box: call it as `bash scripts/device_pretrain.sh > $OUT/log.txt 2>&1` (never through a
-# pipe, whose buffer is lost when the call is cut) and keep BUDGET_S well inside the device time left:
-# the artefacts are written only at the end.
+# pipe, whose buffer is lost when the call is cut) and keep BUDGET_S well inside the device time left.
+# While it runs, the current run's log.jsonl is copied to $RESULT/progress.jsonl every 15 s, so a cut call
+# still returns the loss curves so far.
 set -euo pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 PY=${PY:-python3}
@@ -18,12 +20,21 @@ RESULT=${OUT:-runs/device}
 WORK=${WORK:-/tmp/pretrain}
 mkdir -p "$RESULT" "$WORK"
 t_start=$(date +%s)
+BATCH_ARGS=()
+if [ -n "${BATCH:-}" ]; then BATCH_ARGS=(--batch-size "$BATCH"); fi
+( while sleep 15; do
+    for arm in nogram gram; do
+      if [ -f "$WORK/$arm/log.jsonl" ]; then cp "$WORK/$arm/log.jsonl" "$RESULT/progress_$arm.jsonl"; fi
+    done
+  done ) &
+COPIER=$!
+trap 'kill $COPIER 2>/dev/null || true' EXIT
 $PY - <<PY
 import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__,
       "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 PY
 if [ -z "${STEPS:-}" ]; then
-$PY -m explorer pretrain --config "$CONFIG" --data world:2000 --out "$WORK/calib" --steps "$CALIB_STEPS" --no-progress
+$PY -m explorer pretrain --config "$CONFIG" --data "world:${CALIB_POOL:-2000}" --out "$WORK/calib" --steps "$CALIB_STEPS" --no-progress "${BATCH_ARGS[@]}"
 STEPS=$($PY - "$WORK/calib/log.jsonl" "$BUDGET_S" "$GRAM_COST" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
@@ -46,11 +57,11 @@ cfg["checkpoint_every"] = max(cfg["steps"] // 4, 1)
 json.dump(cfg, open(sys.argv[2], "w"), indent=2)
 PY
 echo "steps=$STEPS gram_start=$GRAM_START"
-$PY -m explorer pretrain --config "$WORK/config.json" --data "world:$POOL_N" --out "$WORK/gram" --no-progress \
-    --minutes "$($PY -c "print($BUDGET_S * ${MAIN_SHARE:-0.85} / 60)")"
-if [ -d "$WORK/gram/checkpoint_pre_gram" ]; then
-  $PY -m explorer pretrain --config "$WORK/config.json" --data "world:$POOL_N" --out "$WORK/nogram" --no-progress \
-      --gram-phase-from "$WORK/gram/checkpoint_pre_gram" --no-gram --minutes "$($PY -c "print($BUDGET_S * 0.3 / 60)")"
+$PY -m explorer pretrain --config "$WORK/config.json" --data "world:$POOL_N" --out "$WORK/gram" --no-progress "${BATCH_ARGS[@]}" \
+    --minutes "$($PY -c "print($BUDGET_S * ${MAIN_SHARE:-0.85} / 60)")" || echo "main run failed"
+if [ -d "$WORK/gram/checkpoint_pre_gram" ] && [ "${SKIP_NOGRAM:-0}" != 1 ]; then
+  $PY -m explorer pretrain --config "$WORK/config.json" --data "world:$POOL_N" --out "$WORK/nogram" --no-progress "${BATCH_ARGS[@]}" \
+      --gram-phase-from "$WORK/gram/checkpoint_pre_gram" --no-gram --minutes "$($PY -c "print($BUDGET_S * 0.3 / 60)")" || echo "no-Gram arm failed"
 fi
 $PY - "$WORK" "$RESULT" <<'PY'
 import json, shutil, sys
@@ -72,4 +83,10 @@ for arm in ("gram", "nogram"):
             shutil.copy(work / arm / name, result / f"{arm}_{name}")
 print(sorted(str(p) for p in result.rglob("*")))
 PY
+kill $COPIER 2>/dev/null || true
+if [ -n "${OUT:-}" ]; then
+  (cd "$RESULT" && tar cf result.tar gram nogram ./*_log.jsonl ./*_summary.json ./*_config.json 2>/dev/null || true)
+  (cd "$RESULT" && rm -rf gram nogram ./*_log.jsonl ./*_summary.json ./*_config.json)
+  ls -la "$RESULT"
+fi
 echo "total wall: $(( $(date +%s) - t_start )) s"
