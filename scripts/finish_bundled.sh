@@ -32,12 +32,12 @@ if [ "${SKIP_HEADS:-0}" != 1 ]; then
 step "probe";        $PY -m explorer train-head probe --data "$TRAIN_WORLD" --model "$MODEL" --C 0.1,1,10 --no-progress
 step "segmentation"; $PY -m explorer train-head segmentation --data "$TRAIN_WORLD" --model "$MODEL" --arch conv --no-progress
 step "detection";    $PY -m explorer train-head detection --data "$TRAIN_WORLD" --model "$MODEL" --format coco --kind dense --grid-flip \
-                       --config '{"upsample": false}' --no-progress
+                       --config '{"upsample": false, "hidden": 192, "num_convs": 3}' --no-progress
 fi
 for task in probe segmentation detection discovery; do
   step "eval $task"
   $PY -m explorer eval "$task" --data "$TEST_WORLD" --model "$MODEL" --split test --json "$OUTDIR/$task.json" --update-card --no-progress || true
 done
 step "backbone report (pretrained vs random init)"
-$PY -m explorer.eval.backbone_report --model "$DEST" --json "$DEST/metrics.json" ${REPORT_ARGS:-} > "$OUTDIR/backbone_report.log" 2>&1
+$PY -m explorer.eval.backbone_report --model "$DEST" --json "$DEST/metrics.json" ${REPORT_ARGS:---n-train 1000 --n-val 200 --n-test 500} > "$OUTDIR/backbone_report.log" 2>&1
 step done

@@ -143,17 +143,22 @@ def train_segmentation(
     seed: int = 0,
     on_epoch: Callable[[int, float, SegHead], float | None] | None = None,
     progress: bool = False,
+    device: torch.device | str | None = None,
 ) -> dict[str, Any]:
     """Train ``head`` on cached patch grids ``(N, h, w, d)`` against masks ``(N, H, W)`` (uint8/long).
 
     ``on_epoch(epoch, mean_loss, head)`` may return a validation score; the weights with the best
     score are kept (the report selects the checkpoint with the best validation mIoU). Returns a log.
+    Trains on ``device`` (default: CUDA when present; the cached patches stay in host memory and go over
+    one batch at a time) and hands the head back on the CPU, where the app and ``save_segmentation`` use it.
     """
     from tqdm.auto import tqdm
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     module = head.module
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    module.to(dev)
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
     n = patches.shape[0]
     steps = epochs * max(1, (n + batch_size - 1) // batch_size)
@@ -190,7 +195,7 @@ def train_segmentation(
         history.append(row)
     if best_state is not None:
         module.load_state_dict(best_state)
-    module.eval()
+    module.to("cpu").eval()
     return {"history": history, "best_epoch": best_epoch, "best_val": best_score if best_state else None}
 
 
