@@ -4,7 +4,7 @@
 # worlds/train). The heads land in $OUT (flat, <= 8 files) and are evaluated back here on worlds/test:
 #   scripts/device_heads.sh > $OUT/log.txt 2>&1          (on the GPU box; never through a pipe)
 #   N=120 SEG_EPOCHS=1 OUT=/tmp/h scripts/device_heads.sh   (CPU smoke test)
-set -uo pipefail
+set -euo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PY:-python3}
 RESULT=${OUT:-runs/device_heads}

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from explorer.data.classes import CLASS_NAMES
 
@@ -28,6 +27,8 @@ def coco_categories(class_names: list[str] = CLASS_NAMES) -> list[dict]:
 
 def encode_mask(mask: np.ndarray) -> dict:
     """Compressed RLE (``counts`` as str so it is valid JSON), exact for any mask shape."""
+    from pycocotools import mask as mask_utils  # lazily: VOC / ImageFolder exports must not need it
+
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     rle["counts"] = rle["counts"].decode("ascii")
     return rle
@@ -86,6 +87,8 @@ def category_index(categories: list[dict]) -> dict[int, int]:
 
 def ann_to_mask(ann: dict, height: int, width: int) -> np.ndarray:
     """Binary mask uint8[H,W] from a polygon, uncompressed RLE or compressed RLE segmentation."""
+    from pycocotools import mask as mask_utils
+
     seg = ann["segmentation"]
     if isinstance(seg, list):  # polygons
         rles = mask_utils.frPyObjects(seg, height, width)
