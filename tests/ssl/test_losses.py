@@ -37,6 +37,28 @@ def test_dino_loss_matches_loop() -> None:
     assert math.isclose(dino_loss(student, teacher, temp).item(), expected, rel_tol=1e-5)
 
 
+def test_dino_loss_stays_float32_under_bf16_autocast() -> None:
+    """Under autocast the einsum would run in bf16: the loss came out quantised (31.125 for 31.105)."""
+    g = torch.Generator().manual_seed(0)
+    student = torch.randn(4, 8, 512, generator=g)
+    teacher = torch.softmax(torch.randn(2, 8, 512, generator=g) / 0.04, dim=-1)
+    reference = dino_loss(student, teacher)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = dino_loss(student, teacher)
+    assert under_autocast.dtype == torch.float32
+    assert math.isclose(under_autocast.item(), reference.item(), rel_tol=1e-6)
+
+
+def test_gram_loss_stays_float32_under_bf16_autocast() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 49, 64, generator=g)
+    b = a + 0.05 * torch.randn(2, 49, 64, generator=g)
+    reference = gram_loss(a, b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = gram_loss(a, b)
+    assert math.isclose(under_autocast.item(), reference.item(), rel_tol=1e-5)
+
+
 def test_ibot_loss_matches_loop() -> None:
     g = torch.Generator().manual_seed(1)
     masks = torch.tensor([[1, 0, 1, 1], [0, 0, 0, 0], [0, 1, 0, 0]], dtype=torch.bool)

@@ -20,8 +20,11 @@ def dino_loss(student_logits: Tensor, teacher_probs: Tensor, student_temp: float
     """
     n_student, batch, _ = student_logits.shape
     n_teacher = teacher_probs.shape[0]
-    log_p = F.log_softmax(student_logits.float() / student_temp, dim=-1)
-    ce = -torch.einsum("tbk,sbk->ts", teacher_probs.float(), log_p) / batch  # [T, S]
+    # float32 even under bf16 autocast (which would run the einsum in bf16): near-uniform targets differ
+    # from 1/K by less than bf16's 3 significant digits, and the loss itself would be quantised to 1/16
+    with torch.autocast(device_type=student_logits.device.type, enabled=False):
+        log_p = F.log_softmax(student_logits.float() / student_temp, dim=-1)
+        ce = -torch.einsum("tbk,sbk->ts", teacher_probs.float(), log_p) / batch  # [T, S]
     keep = torch.ones(n_teacher, n_student, dtype=torch.bool, device=ce.device)
     idx = torch.arange(min(n_teacher, n_student), device=ce.device)
     keep[idx, idx] = False

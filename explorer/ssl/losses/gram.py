@@ -9,14 +9,17 @@ themselves stay free to move.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 
 def gram_matrix(patches: Tensor) -> Tensor:
-    """[B, N, D] -> [B, N, N] cosine similarities of the patch features of each image."""
-    x = F.normalize(patches.float(), dim=-1, eps=1e-6)
-    return x @ x.transpose(1, 2)
+    """[B, N, D] -> [B, N, N] cosine similarities of the patch features of each image (float32 even
+    under bf16 autocast, whose 3 significant digits are the size of the differences being penalised)."""
+    with torch.autocast(device_type=patches.device.type, enabled=False):
+        x = F.normalize(patches.float(), dim=-1, eps=1e-6)
+        return x @ x.transpose(1, 2)
 
 
 def gram_loss(student_patches: Tensor, teacher_patches: Tensor) -> Tensor:
