@@ -1,0 +1,73 @@
+"""Short recipe A/B on the CPU: N steps of a config with dotted overrides; prints one JSON line.
+
+Why: a quick collapse diagnostic. With the KoLeo weight at 0, the final KoLeo value measures how
+spread the student's CLS tokens still are (about 0 or below: spread; 2.5 or more: nearly collapsed),
+which tells whether the DINO objective alone keeps images apart.
+
+    PYTHONPATH=. python scripts/recipe_ab.py nokoleo 150 '{"loss.koleo_weight": 0.0}'
+    PYTHONPATH=. python scripts/recipe_ab.py mildaug 150 '{"crops.jitter_p": 0.2, "crops.grayscale_p": 0.0}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import torch
+
+from explorer.ssl.config import RecipeConfig
+from explorer.ssl.data import load_heldout, load_source
+from explorer.ssl.train import Pretrainer
+
+
+def apply_overrides(cfg: RecipeConfig, overrides: dict[str, Any]) -> RecipeConfig:
+    """{"loss.koleo_weight": 0.0, ...} -> a new config (unknown keys are an error, as in RecipeConfig.load)."""
+    data = cfg.to_dict()
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        if leaf not in node:
+            raise KeyError(f"no recipe key {dotted}")
+        node[leaf] = value
+    return RecipeConfig.from_dict(data)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name")
+    parser.add_argument("steps", type=int)
+    parser.add_argument("overrides", nargs="?", default="{}")
+    parser.add_argument("--config", default="configs/bundled_cpu.json")
+    parser.add_argument("--pool", type=int, default=3000)
+    args = parser.parse_args()
+    cfg = apply_overrides(RecipeConfig.load(args.config), json.loads(args.overrides))
+    cfg.steps, cfg.knn_train, cfg.knn_test = args.steps, 600, 300
+    cfg.gram.enabled = False
+    torch.set_num_threads(2)
+    pool = load_source(f"world:{args.pool}", cfg.pool_size, cfg.seed, 2)
+    heldout = load_heldout(f"world:{args.pool}", cfg.pool_size, cfg.knn_train, cfg.knn_test, cfg.seed, 2)
+    trainer = Pretrainer(cfg, pool, None, None, heldout, use_gram=False, log=lambda *_: None)
+    start = time.time()
+    knn0 = trainer.knn_monitor()
+    rows = [trainer.train_step() for _ in range(args.steps)]
+    knn = trainer.knn_monitor()
+    fifth = max(1, args.steps // 5)
+
+    def mean(key: str, lo: int, hi: int) -> float:
+        part = rows[lo:hi]
+        return round(sum(r[key] for r in part) / max(1, len(part)), 3)
+
+    print(json.dumps({
+        "name": args.name, "knn_start": round(knn0 or 0.0, 3), "knn_end": round(knn or 0.0, 3),
+        "dino_by_fifth": [mean("dino", i, i + fifth) for i in range(0, args.steps, fifth)],
+        "ibot_end": mean("ibot", args.steps - 20, args.steps), "koleo_end": mean("koleo", args.steps - 20, args.steps),
+        "seconds": round(time.time() - start),
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
