@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # After pretraining: bundle the backbone, train its heads on one world, evaluate on another.
 #   scripts/finish_bundled.sh RUN_DIR      (e.g. runs/bundled_v2; worlds/train and worlds/test must exist:
-#   python -m explorer data make --out worlds/train --n 4000 --seed 11; ... --out worlds/test --n 2000 --seed 12)
+#   python -m explorer data make --out worlds/train --n 4000 --seed 11; ... --out worlds/test --n 2000 --seed 12;
+#   the shipped segmentation decoder and probe used a 16000-scene train world: TRAIN_WORLD=worlds/train16k, --n 16000 --seed 11)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:?run directory}
@@ -30,7 +31,8 @@ PY
 fi
 if [ "${SKIP_HEADS:-0}" != 1 ]; then
 step "probe";        $PY -m explorer train-head probe --data "$TRAIN_WORLD" --model "$MODEL" --C 0.1,1,10 --no-progress
-step "segmentation"; $PY -m explorer train-head segmentation --data "$TRAIN_WORLD" --model "$MODEL" --arch conv --no-progress
+step "segmentation"; $PY -m explorer train-head segmentation --data "$TRAIN_WORLD" --model "$MODEL" --arch conv --hidden 256 --layers 3 \
+                       --epochs 25 --train-batch 32 --lr 2e-3 --no-progress
 step "detection";    $PY -m explorer train-head detection --data "$TRAIN_WORLD" --model "$MODEL" --format coco --kind dense --grid-flip \
                        --config '{"upsample": false, "hidden": 192, "num_convs": 3}' --no-progress
 fi
