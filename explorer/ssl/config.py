@@ -76,6 +76,7 @@ class HeadConfig:
     num_layers: int = 3
     ibot_separate_head: bool = True
     ibot_num_prototypes: int = 8192
+    batch_norm: bool = False  # BatchNorm in the head MLPs (batch statistics in student and teacher)
 
 
 @dataclass

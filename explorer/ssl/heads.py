@@ -15,16 +15,22 @@ from explorer.ssl.config import HeadConfig
 
 
 class DINOHead(nn.Module):
-    """MLP (num_layers, GELU) -> L2-normalised bottleneck -> cosine logits over prototypes."""
+    """MLP (num_layers, GELU) -> L2-normalised bottleneck -> cosine logits over prototypes.
+
+    ``batch_norm`` puts a BatchNorm after each hidden layer (DINOv1's head for ResNets): batch
+    statistics keep the bottleneck from giving every image the same output, the uniform collapse
+    that Sinkhorn-Knopp does not prevent. The teacher's copy must then use batch statistics too.
+    """
 
     def __init__(
-        self, in_dim: int, num_prototypes: int, hidden_dim: int, bottleneck_dim: int, num_layers: int = 3
+        self, in_dim: int, num_prototypes: int, hidden_dim: int, bottleneck_dim: int, num_layers: int = 3,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         dim = in_dim
         for _ in range(max(num_layers - 1, 0)):
-            layers += [nn.Linear(dim, hidden_dim), nn.GELU()]
+            layers += [nn.Linear(dim, hidden_dim), *([nn.BatchNorm1d(hidden_dim)] if batch_norm else []), nn.GELU()]
             dim = hidden_dim
         layers.append(nn.Linear(dim, bottleneck_dim))
         self.mlp = nn.Sequential(*layers)
@@ -50,8 +56,8 @@ class DINOHead(nn.Module):
 
 def build_heads(in_dim: int, cfg: HeadConfig) -> tuple[DINOHead, DINOHead | None]:
     """(dino_head, ibot_head); ibot_head is None when iBOT shares the DINO head."""
-    dino = DINOHead(in_dim, cfg.num_prototypes, cfg.hidden_dim, cfg.bottleneck_dim, cfg.num_layers)
+    dino = DINOHead(in_dim, cfg.num_prototypes, cfg.hidden_dim, cfg.bottleneck_dim, cfg.num_layers, cfg.batch_norm)
     if not cfg.ibot_separate_head:
         return dino, None
-    ibot = DINOHead(in_dim, cfg.ibot_num_prototypes, cfg.hidden_dim, cfg.bottleneck_dim, cfg.num_layers)
+    ibot = DINOHead(in_dim, cfg.ibot_num_prototypes, cfg.hidden_dim, cfg.bottleneck_dim, cfg.num_layers, cfg.batch_norm)
     return dino, ibot

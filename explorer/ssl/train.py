@@ -145,6 +145,9 @@ class Pretrainer:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         student = SSLStudent(cfg).to(self.device)
         self.teacher = copy.deepcopy(student).eval().requires_grad_(False)
+        for module in self.teacher.modules():  # head BatchNorms normalise with the batch's statistics
+            if isinstance(module, nn.BatchNorm1d):
+                module.train()
         self.gram_teacher: DINOv3ViTModel | None = None
         self.optimizer = torch.optim.AdamW(
             self._param_groups(student), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), **(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -188,3 +189,20 @@ def test_cli_fit_grows_a_short_schedule(tmp_path: Path) -> None:
     assert main(["--config", str(SMOKE), "--data", "random:16", "--out", str(out), "--steps", "14",
                  "--minutes", "0.2", "--fit", "--no-progress"]) == 0
     assert RecipeConfig.load(out / "config.json").steps > 14
+
+
+def test_batchnorm_head_uses_batch_statistics_in_the_teacher_too() -> None:
+    """With head BatchNorm, a teacher BN in eval mode would use stale running stats (zeros/ones at
+    the start) and lose exactly the per-batch normalisation that keeps the outputs apart."""
+    torch.manual_seed(0)
+    cfg = _smoke(steps=3)
+    cfg.head.batch_norm = True
+    trainer = Pretrainer(cfg, load_source("random:16", cfg.pool_size, seed=1))
+    bns = [m for m in trainer.teacher.dino_head.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(bns) == cfg.head.num_layers - 1 and all(m.training for m in bns)
+    x = 5.0 + torch.randn(8, cfg.model.hidden_size)  # a large shared component, as CLS tokens have
+    with torch.no_grad():
+        hidden = trainer.teacher.dino_head.mlp[:2](x)
+    assert torch.allclose(hidden.mean(0), torch.zeros(hidden.shape[1]), atol=1e-4)
+    rows = [trainer.train_step() for _ in range(cfg.steps)]
+    assert all(math.isfinite(r["loss"]) for r in rows)
