@@ -139,10 +139,11 @@ def classification_view(
 
 
 def recorded_metric_line(card: dict[str, Any], key: str, label: str) -> str:
-    """'Validation <label> on <split>: x%.' from the first split in the card's metrics that has `key`."""
-    for split, m in card.get("metrics", {}).items():
-        if isinstance(m, dict) and key in m:
-            return f"Validation {label} on {split}: {100 * float(m[key]):.1f}%."
+    """'<label> measured on the <split> split: x%.' from the card's metrics, the held-out test split
+    first (scored by `explorer eval --update-card`, often on unseen data), then val, then any other."""
+    metrics = {k: m for k, m in card.get("metrics", {}).items() if isinstance(m, dict) and key in m}
+    for split in sorted(metrics, key=lambda k: (k != "test", k != "val")):
+        return f"{label} measured on the {split} split: {100 * float(metrics[split][key]):.1f}%."
     return ""
 
 

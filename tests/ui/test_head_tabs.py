@@ -227,3 +227,13 @@ def test_parallel_refreshes_share_one_forward(svc: ExplorerService, upload: Path
     for t in threads:
         t.join()
     assert not errors and len(forwards) == 1
+
+
+def test_recorded_metric_prefers_the_test_split() -> None:
+    from explorer.ui.classification import recorded_metric_line
+
+    card = {"metrics": {"val": {"miou": 0.744}, "test": {"miou": 0.738}, "other": {"top1": 0.5}}}
+    assert recorded_metric_line(card, "miou", "mIoU") == "mIoU measured on the test split: 73.8%."
+    assert recorded_metric_line({"metrics": {"val": {"top1": 0.17}}}, "top1", "Top-1") == \
+        "Top-1 measured on the val split: 17.0%."
+    assert recorded_metric_line({"metrics": {}}, "top1", "Top-1") == ""
