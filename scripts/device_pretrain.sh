@@ -6,8 +6,8 @@
 #    8 files), or under runs/device when OUT is unset.
 # On the lent GPU box: call it as `bash scripts/device_pretrain.sh > $OUT/log.txt 2>&1` (never through a
 # pipe, whose buffer is lost when the call is cut) and keep BUDGET_S well inside the device time left.
-# While it runs, the current run's log.jsonl is copied to $RESULT/progress.jsonl every 15 s, so a cut call
-# still returns the loss curves so far.
+# While it runs, each arm's log.jsonl is copied to $RESULT/progress_{gram,nogram}.jsonl every 15 s, so a
+# cut call still returns the loss curves so far.
 set -euo pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 PY=${PY:-python3}

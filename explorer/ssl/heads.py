@@ -18,8 +18,10 @@ class DINOHead(nn.Module):
     """MLP (num_layers, GELU) -> L2-normalised bottleneck -> cosine logits over prototypes.
 
     ``batch_norm`` puts a BatchNorm after each hidden layer (DINOv1's head for ResNets): batch
-    statistics keep the bottleneck from giving every image the same output, the uniform collapse
-    that Sinkhorn-Knopp does not prevent. The teacher's copy must then use batch statistics too.
+    statistics force the head's outputs to differ across the batch, a guard against the uniform
+    collapse that Sinkhorn-Knopp does not prevent. The teacher's copy must then use batch statistics
+    too. Measured on the offline world it does not stop the backbone's CLS tokens from collapsing
+    (it amplifies what differences are left; docs/results/PRETRAINING.md), so it is off by default.
     """
 
     def __init__(
