@@ -92,7 +92,7 @@ Gram ablation (final phase from the same pre-Gram checkpoint, with and without G
 This is a *token* pretraining: 300 steps on a 2-core CPU. In every short run we made (up to 1200
 steps on the CPU, and 1380 steps × 256 images on an H100 with `configs/bundled_gpu.json`) the DINO
 loss stays near log K: Sinkhorn-Knopp stops collapse onto one prototype but not onto the uniform
-assignment, and with the KoLeo weight at 0 the CLS tokens collapse in all three crop/augmentation variants tried
+assignment, and with the KoLeo weight at 0 the CLS tokens stay as crowded as at initialisation in every variant tried
 (`docs/results/PRETRAINING.md` has the runs and the diagnosis). iBOT and KoLeo do learn (curves
 above). The dense heads shipped for this backbone work (segmentation decoder mIoU 0.738, detection
 mAP 0.364 on an unseen world seed) but owe nothing measurable to pretraining: the same decoder recipe
