@@ -15,34 +15,26 @@ import time
 import torch
 from lightly.loss import DINOLoss
 from lightly.models.modules import DINOProjectionHead
+from recipe_ab import apply_overrides, diagnostic_trainer, summary  # scripts/ is on sys.path when run
 
 from explorer.ssl import schedules
 from explorer.ssl.config import RecipeConfig
-from explorer.ssl.data import load_heldout, load_source
 from explorer.ssl.ema import ema_update
 from explorer.ssl.losses import koleo_loss
-from explorer.ssl.train import Pretrainer, build_backbone
+from explorer.ssl.train import build_backbone
 
-
-def reference_config(noaug: bool) -> RecipeConfig:
-    """configs/bundled_cpu.json; with `noaug`, two near-identical global views and nothing else."""
-    cfg = RecipeConfig.load("configs/bundled_cpu.json")
-    cfg.knn_train, cfg.knn_test = 600, 300
-    if noaug:
-        c = cfg.crops
-        c.num_local, c.global_scale, c.jitter_p, c.grayscale_p, c.flip_p = 0, (0.9, 1.0), 0.0, 0.0, 0.0
-        c.blur_p, c.solarize_p = (0, 0, 0), (0, 0, 0)
-    return cfg
+# two near-identical global views and nothing else
+NO_AUGMENTATION = {"crops.num_local": 0, "crops.global_scale": [0.9, 1.0], "crops.jitter_p": 0.0,
+                   "crops.grayscale_p": 0.0, "crops.flip_p": 0.0, "crops.blur_p": [0, 0, 0],
+                   "crops.solarize_p": [0, 0, 0]}
 
 
 def main() -> None:
     steps, noaug = int(sys.argv[1]), len(sys.argv) > 2
-    cfg = reference_config(noaug)
-    torch.set_num_threads(2)
-    pool = load_source("world:3000", cfg.pool_size, cfg.seed, 2)
-    held = load_heldout("world:3000", cfg.pool_size, cfg.knn_train, cfg.knn_test, cfg.seed, 2)
-    # the Pretrainer only lends its crops and its k-NN monitor here
-    tr = Pretrainer(cfg, pool, None, None, held, use_gram=False, log=lambda *_: None)
+    cfg = RecipeConfig.load("configs/bundled_cpu.json")
+    if noaug:
+        cfg = apply_overrides(cfg, NO_AUGMENTATION)
+    tr = diagnostic_trainer(cfg, 3000)  # lends its crops and its k-NN monitor only
     torch.manual_seed(0)
     head = DINOProjectionHead(192, 1024, 256, 512, freeze_last_layer=1)
     student = torch.nn.ModuleDict({"b": build_backbone(cfg.model), "h": head})
@@ -54,7 +46,7 @@ def main() -> None:
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.optim.lr, weight_decay=0.04)
     knn0 = tr.knn_monitor()
     start = time.time()
-    losses, spread = [], []
+    rows: list[dict[str, float]] = []
     b = cfg.batch_size
     for step in range(steps):
         for group in opt.param_groups:
@@ -71,17 +63,10 @@ def main() -> None:
         head.cancel_last_layer_gradients(current_epoch=0 if step < cfg.optim.freeze_prototypes_steps else 1)
         opt.step()
         ema_update(teacher, student, schedules.cosine(step, steps, 0.99, 1.0))
-        losses.append(loss.item())
-        spread.append(koleo_loss(s_cls[0].detach()).item())
+        rows.append({"dino": loss.item(), "koleo": koleo_loss(s_cls[0].detach()).item()})
     tr.teacher.backbone.load_state_dict(teacher["b"].state_dict())
-    knn = tr.knn_monitor()
-    f = max(1, steps // 5)
-    print(json.dumps({
-        "name": "lightly_ref" + ("_noaug" if noaug else ""), "knn_start": round(knn0 or 0.0, 3),
-        "knn_end": round(knn or 0.0, 3),
-        "dino_by_fifth": [round(sum(losses[i : i + f]) / len(losses[i : i + f]), 3) for i in range(0, steps, f)],
-        "koleo_end": round(sum(spread[-20:]) / min(20, len(spread)), 3), "seconds": round(time.time() - start),
-    }), flush=True)
+    name = "lightly_ref" + ("_noaug" if noaug else "")
+    print(json.dumps(summary(name, knn0, tr.knn_monitor(), rows, start)), flush=True)
 
 
 if __name__ == "__main__":

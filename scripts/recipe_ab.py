@@ -36,6 +36,34 @@ def apply_overrides(cfg: RecipeConfig, overrides: dict[str, Any]) -> RecipeConfi
     return RecipeConfig.from_dict(data)
 
 
+def diagnostic_trainer(cfg: RecipeConfig, pool_n: int) -> Pretrainer:
+    """A Pretrainer on a `pool_n`-scene world with a 600/300 k-NN split, no Gram phase, quiet."""
+    cfg.knn_train, cfg.knn_test = 600, 300
+    cfg.gram.enabled = False
+    torch.set_num_threads(2)
+    pool = load_source(f"world:{pool_n}", cfg.pool_size, cfg.seed, 2)
+    heldout = load_heldout(f"world:{pool_n}", cfg.pool_size, cfg.knn_train, cfg.knn_test, cfg.seed, 2)
+    return Pretrainer(cfg, pool, None, None, heldout, use_gram=False, log=lambda *_: None)
+
+
+def summary(name: str, knn_start: float | None, knn_end: float | None, rows: list[dict[str, float]],
+            start: float) -> dict[str, Any]:
+    """One JSON-able line: k-NN before/after, DINO loss per fifth of the run, last-20-step means."""
+    steps = len(rows)
+    fifth = max(1, steps // 5)
+
+    def mean(key: str, lo: int, hi: int) -> float | None:
+        part = [r[key] for r in rows[max(lo, 0) : hi] if key in r]
+        return round(sum(part) / len(part), 3) if part else None
+
+    return {
+        "name": name, "knn_start": round(knn_start or 0.0, 3), "knn_end": round(knn_end or 0.0, 3),
+        "dino_by_fifth": [mean("dino", i, i + fifth) for i in range(0, steps, fifth)],
+        "ibot_end": mean("ibot", steps - 20, steps), "koleo_end": mean("koleo", steps - 20, steps),
+        "seconds": round(time.time() - start),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name")
@@ -45,28 +73,12 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=3000)
     args = parser.parse_args()
     cfg = apply_overrides(RecipeConfig.load(args.config), json.loads(args.overrides))
-    cfg.steps, cfg.knn_train, cfg.knn_test = args.steps, 600, 300
-    cfg.gram.enabled = False
-    torch.set_num_threads(2)
-    pool = load_source(f"world:{args.pool}", cfg.pool_size, cfg.seed, 2)
-    heldout = load_heldout(f"world:{args.pool}", cfg.pool_size, cfg.knn_train, cfg.knn_test, cfg.seed, 2)
-    trainer = Pretrainer(cfg, pool, None, None, heldout, use_gram=False, log=lambda *_: None)
+    cfg.steps = args.steps
+    trainer = diagnostic_trainer(cfg, args.pool)
     start = time.time()
     knn0 = trainer.knn_monitor()
     rows = [trainer.train_step() for _ in range(args.steps)]
-    knn = trainer.knn_monitor()
-    fifth = max(1, args.steps // 5)
-
-    def mean(key: str, lo: int, hi: int) -> float:
-        part = rows[lo:hi]
-        return round(sum(r[key] for r in part) / max(1, len(part)), 3)
-
-    print(json.dumps({
-        "name": args.name, "knn_start": round(knn0 or 0.0, 3), "knn_end": round(knn or 0.0, 3),
-        "dino_by_fifth": [mean("dino", i, i + fifth) for i in range(0, args.steps, fifth)],
-        "ibot_end": mean("ibot", args.steps - 20, args.steps), "koleo_end": mean("koleo", args.steps - 20, args.steps),
-        "seconds": round(time.time() - start),
-    }), flush=True)
+    print(json.dumps(summary(args.name, knn0, trainer.knn_monitor(), rows, start)), flush=True)
 
 
 if __name__ == "__main__":
