@@ -36,13 +36,15 @@ def apply_overrides(cfg: RecipeConfig, overrides: dict[str, Any]) -> RecipeConfi
     return RecipeConfig.from_dict(data)
 
 
-def diagnostic_trainer(cfg: RecipeConfig, pool_n: int) -> Pretrainer:
-    """A Pretrainer on a `pool_n`-scene world with a 600/300 k-NN split, no Gram phase, quiet."""
+def diagnostic_trainer(cfg: RecipeConfig, pool_n: int, data: str | None = None) -> Pretrainer:
+    """A Pretrainer on `data` (default: a `pool_n`-scene world) with a 600/300 k-NN split of ordinary
+    world scenes, no Gram phase, quiet."""
     cfg.knn_train, cfg.knn_test = 600, 300
     cfg.gram.enabled = False
     torch.set_num_threads(2)
-    pool = load_source(f"world:{pool_n}", cfg.pool_size, cfg.seed, 2)
-    heldout = load_heldout(f"world:{pool_n}", cfg.pool_size, cfg.knn_train, cfg.knn_test, cfg.seed, 2)
+    data = data or f"world:{pool_n}"
+    pool = load_source(data, cfg.pool_size, cfg.seed, 2)
+    heldout = load_heldout(data, cfg.pool_size, cfg.knn_train, cfg.knn_test, cfg.seed, 2)
     return Pretrainer(cfg, pool, None, None, heldout, use_gram=False, log=lambda *_: None)
 
 
@@ -71,10 +73,11 @@ def main() -> None:
     parser.add_argument("overrides", nargs="?", default="{}")
     parser.add_argument("--config", default="configs/bundled_cpu.json")
     parser.add_argument("--pool", type=int, default=3000)
+    parser.add_argument("--data", default=None, help="pool source (default world:POOL), e.g. objects:3000")
     args = parser.parse_args()
     cfg = apply_overrides(RecipeConfig.load(args.config), json.loads(args.overrides))
     cfg.steps = args.steps
-    trainer = diagnostic_trainer(cfg, args.pool)
+    trainer = diagnostic_trainer(cfg, args.pool, args.data)
     start = time.time()
     knn0 = trainer.knn_monitor()
     rows = [trainer.train_step() for _ in range(args.steps)]

@@ -31,6 +31,7 @@ from explorer.data.classes import CLASS_NAMES, NUM_CLASSES
 # scale linearly with the frame size).
 SINGLE_FRACTION = 0.6              # P(scene is "single"), else "cluttered"
 SINGLE_SIZE = (0.20, 0.90)         # dominant object's longer side, fraction of frame, log-uniform
+OBJECT_CENTRIC_SIZE = (0.45, 0.90)  # object-centric mode: the one object's longer side (see SceneGenerator)
 MIN_SIZE_PX = 24                   # smallest object's longer side at 224 px
 DISTRACTOR_MAX_REL = 0.45          # single scenes: distractor size <= this x dominant size
 CLUTTER_COUNT = (3, 8)             # cluttered scenes: number of objects, inclusive, uniform
@@ -79,8 +80,12 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 class SceneGenerator:
     """Renders scenes; ``scene(i)`` is a pure function of ``(seed, i)``."""
 
-    def __init__(self, seed: int, size: int = 224, atlas_dir: Path = ATLAS_DIR) -> None:
+    def __init__(self, seed: int, size: int = 224, atlas_dir: Path = ATLAS_DIR,
+                 object_centric: bool = False) -> None:
+        """``object_centric``: every scene is one large object, no distractors (an ImageNet-like
+        pretraining distribution; scenes stay pure functions of ``(seed, i)``)."""
         self.seed = int(seed)
+        self.object_centric = bool(object_centric)
         self.size = int(size)
         self.px = self.size / 224.0
         sprites = load_atlas(atlas_dir)
@@ -148,7 +153,8 @@ class SceneGenerator:
         s = float(self.size)
         min_px = MIN_SIZE_PX * self.px
         if kind == "single":
-            size = _log_uniform(rng, SINGLE_SIZE[0] * s, SINGLE_SIZE[1] * s)
+            lo, hi = OBJECT_CENTRIC_SIZE if self.object_centric else SINGLE_SIZE
+            size = _log_uniform(rng, lo * s, hi * s)
             slack = max(0.0, (s - size) / 2) + 0.15 * size
             cx, cy = s / 2 + rng.uniform(-slack, slack, 2)
             objs = [(primary, size, cx, cy)]
@@ -191,10 +197,10 @@ class SceneGenerator:
         """Render scene ``i`` (pure function of ``(seed, i)``)."""
         rng = np.random.default_rng([self.seed, int(i)])
         primary = self.primary_class(int(i))
-        kind = "single" if rng.random() < SINGLE_FRACTION else "cluttered"
+        kind = "single" if rng.random() < SINGLE_FRACTION or self.object_centric else "cluttered"
         min_vis = MIN_VISIBLE_PX * self.px * self.px
         for attempt in range(MAX_ATTEMPTS):
-            bare = attempt == MAX_ATTEMPTS - 1  # last resort: the primary alone
+            bare = self.object_centric or attempt == MAX_ATTEMPTS - 1  # last resort: the primary alone
             image, owner, objs, p_idx, full, rois = self._render(rng, primary, kind, bare)
             visible = cv2.calcHist([owner], [0], None, [256], [0, 256]).ravel().astype(np.int64)[1:len(objs) + 1]
             keep = [j for j in range(len(objs))
@@ -224,9 +230,9 @@ class SceneGenerator:
 _WORKER: dict = {}
 
 
-def _pool_init(seed: int, size: int, path: str, n: int) -> None:
+def _pool_init(seed: int, size: int, path: str, n: int, object_centric: bool) -> None:
     cv2.setNumThreads(1)
-    _WORKER.update(gen=SceneGenerator(seed, size),
+    _WORKER.update(gen=SceneGenerator(seed, size, object_centric=object_centric),
                    images=np.memmap(path, np.uint8, mode="r+", shape=(n, size, size, 3)))
 
 
@@ -252,7 +258,7 @@ def _scratch_dir(nbytes: int) -> str | None:
 
 
 def generate_pool(seed: int, n: int, size: int = 224, workers: int | None = None,
-                  start: int = 0, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                  start: int = 0, chunk: int = 256, object_centric: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Scenes ``start .. start+n-1`` as (uint8[n,H,W,3], int64[n]) using ``workers`` processes.
 
     Workers write straight into one memory-mapped scratch file (no per-image pickling); with
@@ -261,7 +267,7 @@ def generate_pool(seed: int, n: int, size: int = 224, workers: int | None = None
     workers = workers or os.cpu_count() or 1
     labels = np.zeros(n, np.int64)
     if workers <= 1 or n <= chunk:
-        gen = SceneGenerator(seed, size)
+        gen = SceneGenerator(seed, size, object_centric=object_centric)
         images = np.empty((n, size, size, 3), np.uint8)
         for k in range(n):
             sc = gen.scene(start + k)
@@ -273,7 +279,7 @@ def generate_pool(seed: int, n: int, size: int = 224, workers: int | None = None
         np.memmap(path, np.uint8, mode="w+", shape=(nbytes,)).flush()
         jobs = [(a, min(a + chunk, n), start) for a in range(0, n, chunk)]
         ctx = get_context("spawn")
-        with ctx.Pool(workers, initializer=_pool_init, initargs=(seed, size, path, n)) as pool:
+        with ctx.Pool(workers, initializer=_pool_init, initargs=(seed, size, path, n, object_centric)) as pool:
             for a, labs in pool.imap_unordered(_pool_work, jobs):
                 labels[a:a + len(labs)] = labs
         images = np.array(np.memmap(path, np.uint8, mode="r", shape=(n, size, size, 3)))

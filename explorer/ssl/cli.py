@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m explorer pretrain", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="recipe JSON (configs/*.json)")
-    p.add_argument("--data", required=True, help="world:N | random:N | an ImageFolder directory")
+    p.add_argument("--data", required=True, help="world:N | objects:N | random:N | an ImageFolder directory; join with + to mix")
     p.add_argument("--out", required=True, help="run directory (checkpoints, log.jsonl, backbone/)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if present")
     p.add_argument("--steps", type=int, default=None, help="total steps (overrides the config; sets the schedules)")
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pool = load_source(args.data, cfg.pool_size, cfg.seed, args.workers)
         heldout = load_heldout(args.data, cfg.pool_size, cfg.knn_train, cfg.knn_test, cfg.seed, args.workers)
-        if heldout is None and not args.data.startswith(("world:", "random:")):
+        if heldout is None and not args.data.startswith(("world:", "objects:", "random:")) and "+" not in args.data:
             pool, heldout = split_folder(pool, 0.2, cfg.knn_train, cfg.knn_test, cfg.seed)
         say(f"pool: {len(pool)} images {tuple(pool.images.shape[1:])}; device {acc.device}; "
             f"processes {acc.num_processes}; k-NN monitor: {'yes' if heldout else 'no'}")

@@ -57,12 +57,23 @@ def read_image_folder(root: str | Path, size: int) -> tuple[np.ndarray, np.ndarr
     return images, labels, classes
 
 
+OBJECTS_SEED_OFFSET = 104_729  # object-centric scenes use their own seed, disjoint from world:N's
+
+
 def load_source(source: str, size: int, seed: int = 0, workers: int | None = None) -> Pool:
-    """`world:N` (offline world scenes), `random:N` (noise, for tests) or a directory (ImageFolder)."""
-    if source.startswith("world:"):
+    """`world:N` (offline world scenes), `objects:N` (object-centric world scenes: one large object,
+    no distractors), `random:N` (noise, for tests), a directory (ImageFolder), or several joined
+    with `+` (e.g. `objects:6000+world:3000`), concatenated in that order."""
+    if "+" in source:
+        parts = [load_source(part, size, seed, workers) for part in source.split("+")]
+        labels = None if any(p.labels is None for p in parts) else torch.cat([p.labels for p in parts])
+        return Pool(torch.cat([p.images for p in parts]), labels)
+    if source.startswith(("world:", "objects:")):
         from explorer.data.world import generate_pool
 
-        images, labels = generate_pool(seed, int(source.split(":", 1)[1]), size=size, workers=workers)
+        objects = source.startswith("objects:")
+        images, labels = generate_pool(seed + OBJECTS_SEED_OFFSET * objects, int(source.split(":", 1)[1]),
+                                       size=size, workers=workers, object_centric=objects)
         return Pool(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels))
     if source.startswith("random:"):
         g = torch.Generator().manual_seed(seed)
@@ -80,10 +91,11 @@ def load_heldout(source: str, size: int, n_train: int, n_test: int, seed: int = 
                  workers: int | None = None) -> tuple[Pool, Pool] | None:
     """A labelled (bank, query) split for the k-NN monitor, disjoint from the training pool.
 
-    world: scenes from another seed; directory: a deterministic 20% of its images are held
+    world / objects (or a `+` mix containing either): ordinary world scenes from another seed, the
+    distribution the backbone is evaluated on; directory: a deterministic 20% of its images are held
     out (the caller removes them from training via `split_folder`); random: no labels -> None.
     """
-    if source.startswith("world:"):
+    if any(part.startswith(("world:", "objects:")) for part in source.split("+")):
         from explorer.data.world import generate_pool
 
         images, labels = generate_pool(seed + HELDOUT_SEED_OFFSET, n_train + n_test, size=size, workers=workers)

@@ -114,3 +114,18 @@ def test_atlas_matches_font_rendering() -> None:
         stored = sprites[CLASS_NAMES.index(name)]
         assert fresh.shape == stored.shape
         assert np.abs(fresh.astype(int) - stored.astype(int)).mean() < 2.0
+
+
+def test_object_centric_scenes_hold_one_large_object(scenes: list[world.Scene]) -> None:
+    oc = SceneGenerator(seed=11, size=224, object_centric=True).batch(range(40))
+    assert all(len(s.instances) == 1 and s.kind == "single" for s in oc)
+    # the object's visible-pixel box spans at least a third of the frame (rotation and the emoji's
+    # own margins shrink it below OBJECT_CENTRIC_SIZE's 0.45); ordinary scenes often hold smaller ones
+    longest = [max(b[2] - b[0], b[3] - b[1]) / 224 for b in (s.dominant_box for s in oc)]
+    assert min(longest) > 0.33
+    assert min(max(b[2] - b[0], b[3] - b[1]) / 224 for b in (s.dominant_box for s in scenes)) < 0.33
+    # the class schedule is the ordinary one, so a pool of N scenes stays class-balanced
+    assert [s.label for s in oc] == [s.label for s in scenes]
+    pool, labels = generate_pool(11, 3, size=64, object_centric=True, workers=1)
+    small = SceneGenerator(seed=11, size=64, object_centric=True)
+    assert np.array_equal(pool[2], small.scene(2).image) and labels.tolist() == [small.scene(i).label for i in range(3)]

@@ -33,3 +33,20 @@ def test_image_folder_pool_and_heldout_split(tmp_path: Path) -> None:
 def test_random_pool_is_deterministic() -> None:
     a, b = load_source("random:5", 16, seed=3), load_source("random:5", 16, seed=3)
     assert torch.equal(a.images, b.images) and a.images.shape == (5, 16, 16, 3)
+
+
+def test_mixed_source_concatenates_object_centric_and_world_pools() -> None:
+    from explorer.data.world import generate_pool
+    from explorer.ssl.data import OBJECTS_SEED_OFFSET, load_heldout
+
+    mixed = load_source("objects:3+world:2", 48, seed=5, workers=1)
+    objects, world_part = load_source("objects:3", 48, seed=5, workers=1), load_source("world:2", 48, seed=5, workers=1)
+    assert torch.equal(mixed.images, torch.cat([objects.images, world_part.images]))
+    assert mixed.labels.tolist() == objects.labels.tolist() + world_part.labels.tolist()
+    expected, _ = generate_pool(5 + OBJECTS_SEED_OFFSET, 3, size=48, workers=1, object_centric=True)
+    assert np.array_equal(objects.images.numpy(), expected)
+    # the k-NN monitor of a mixed or object-centric run holds out ordinary world scenes (the
+    # distribution the backbone is evaluated on), identical to those of a world:N run
+    bank, query = load_heldout("objects:3+world:2", 48, 2, 1, seed=5, workers=1)
+    ref_bank, _ = load_heldout("world:9", 48, 2, 1, seed=5, workers=1)
+    assert torch.equal(bank.images, ref_bank.images) and len(query) == 1
