@@ -16,6 +16,7 @@ crops and optimiser can put into the CLS token in the same number of steps.
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ from explorer.ssl import schedules
 from explorer.ssl.config import RecipeConfig
 from explorer.ssl.data import HELDOUT_SEED_OFFSET, Pool, load_source
 from explorer.ssl.losses import koleo_loss
+from explorer.ssl.train import preprocessor_config
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--monitor-objects", action="store_true",
                         help="k-NN on held-out object-centric scenes instead of ordinary world scenes")
     parser.add_argument("--supervised", action="store_true", help="cross-entropy on class labels (upper bound)")
+    parser.add_argument("--save", default=None, help="save the trained backbone here (HF format) for backbone_report")
     args = parser.parse_args()
     cfg = RecipeConfig.load("configs/bundled_cpu.json")
     cfg.crops.num_local = 0  # two global views, as SimCLR
@@ -85,6 +88,10 @@ def main() -> None:
     tr.teacher.backbone.load_state_dict(backbone.state_dict())  # the monitor embeds with the teacher
     name = "infonce" + (f"_{args.data}" if args.data else "") + ("_objects_monitor" if args.monitor_objects else "") + ("_supervised" if args.supervised else "")
     print(json.dumps(summary(name, knn0, tr.knn_monitor(), rows, start)), flush=True)
+    if args.save:  # the layout a pretraining run exports, so backbone_report and the app load it
+        backbone.save_pretrained(args.save)
+        config = json.dumps(preprocessor_config(cfg.crops.global_size), indent=2)
+        (Path(args.save) / "preprocessor_config.json").write_text(config)
 
 
 if __name__ == "__main__":
