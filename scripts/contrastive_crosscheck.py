@@ -83,10 +83,12 @@ def main() -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 3.0)
         opt.step()
-        # "dino" is the summary's loss column; here it holds InfoNCE (log(2B-1) = 4.14 at chance for B=32)
+        # "dino" is the summary's loss column; here it holds InfoNCE (log(2B-1) = 4.14 at chance for
+        # B=32) or the cross-entropy on labels (log 64 = 4.16 at chance)
         rows.append({"dino": loss.item(), "koleo": koleo_loss(c1.detach()).item()})
     tr.teacher.backbone.load_state_dict(backbone.state_dict())  # the monitor embeds with the teacher
-    name = "infonce" + (f"_{args.data}" if args.data else "") + ("_objects_monitor" if args.monitor_objects else "") + ("_supervised" if args.supervised else "")
+    name = ("supervised" if args.supervised else "infonce") + (f"_{args.data}" if args.data else "")
+    name += "_objects_monitor" if args.monitor_objects else ""
     print(json.dumps(summary(name, knn0, tr.knn_monitor(), rows, start)), flush=True)
     if args.save:  # the layout a pretraining run exports, so backbone_report and the app load it
         backbone.save_pretrained(args.save)
