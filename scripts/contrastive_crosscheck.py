@@ -56,9 +56,10 @@ def main() -> None:
         held = load_source("objects:900", cfg.pool_size, cfg.seed + HELDOUT_SEED_OFFSET, 2)
         tr.heldout = (Pool(held.images[:600], held.labels[:600]), Pool(held.images[600:], held.labels[600:]))
     backbone = tr.student.backbone
-    proj = torch.nn.Sequential(torch.nn.Linear(192, 512), torch.nn.GELU(), torch.nn.Linear(512, 128))
     if args.supervised:
         proj = torch.nn.Linear(192, int(tr.pool.labels.max()) + 1)
+    else:
+        proj = torch.nn.Sequential(torch.nn.Linear(192, 512), torch.nn.GELU(), torch.nn.Linear(512, 128))
     params = list(backbone.parameters()) + list(proj.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=0.05)
     knn0 = tr.knn_monitor()
@@ -73,9 +74,7 @@ def main() -> None:
         c1 = backbone(pixel_values=v1).last_hidden_state[:, 0]
         c2 = backbone(pixel_values=v2).last_hidden_state[:, 0]
         if args.supervised:
-            # the images of this step, drawn exactly as make_batch draws them
-            idx = torch.from_numpy(tr._generators(step)[1].integers(0, len(tr.pool), size=b))
-            labels = tr.pool.labels[idx]
+            labels = tr.pool.labels[tr.batch_indices(step)]
             loss = (F.cross_entropy(proj(c1), labels) + F.cross_entropy(proj(c2), labels)) / 2
         else:
             loss = info_nce(proj(c1), proj(c2), args.temperature)

@@ -204,12 +204,12 @@ class Pretrainer:
         return self.use_gram and step >= self.gram_start
 
     # ---------------------------------------------------------------- step
-    def _generators(self, step: int) -> tuple[torch.Generator, np.random.Generator]:
+    def _generator(self, step: int) -> torch.Generator:
         seed = (self.cfg.seed * 1_000_003 + step) * 64 + self.rank
         torch.manual_seed(seed)  # RoPE jitter and drop-path use the global generator
         g = torch.Generator(device=self.device)
         g.manual_seed(seed)
-        return g, np.random.default_rng([self.cfg.seed, step, self.rank, 0])
+        return g
 
     def _masks(self, step: int) -> Tensor:
         rng = np.random.default_rng([self.cfg.seed, step, self.rank, 1])
@@ -223,16 +223,20 @@ class Pretrainer:
         self._mask_futures = {step + 1: self._mask_executor.submit(self._masks, step + 1)}
         return fut
 
+    def batch_indices(self, step: int) -> Tensor:
+        """Pool indices of the images in step `step`'s batch (the ones `make_batch` crops)."""
+        rng = np.random.default_rng([self.cfg.seed, step, self.rank, 0])
+        return torch.from_numpy(rng.integers(0, len(self.pool), size=self.cfg.batch_size))
+
     def make_batch(self, step: int) -> tuple[Any, Tensor]:
         """Crops and iBOT masks of one step (deterministic in (seed, step, rank)).
 
         On a GPU the (numpy) block masks of the next step are made in a background thread
         while this step runs; on CPU that would only compete for the same cores.
         """
-        g, rng = self._generators(step)
-        b = self.cfg.batch_size
+        g = self._generator(step)
         fut = self._masks_async(step) if self.cuda else None
-        idx = torch.from_numpy(rng.integers(0, len(self.pool), size=b))
+        idx = self.batch_indices(step)
         images = pool_to_float(self.pool.images, idx).to(self.device, non_blocking=True)
         crops = self.augment(images, g)
         masks = fut.result() if fut is not None else self._masks(step)
