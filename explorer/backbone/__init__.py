@@ -3,7 +3,7 @@
 from explorer.backbone.cache import FeatureCache, image_key
 from explorer.backbone.features import Features
 from explorer.backbone.model import Backbone, default_device
-from explorer.backbone.preprocess import preprocess, target_size
+from explorer.backbone.preprocess import PIXELS_RECIPE, preprocess, preprocess_many, target_size
 from explorer.backbone.sources import (
     BUNDLED_DIR,
     DEFAULT_HUB_ID,
@@ -20,11 +20,13 @@ __all__ = [
     "FeatureCache",
     "Features",
     "LoadResult",
+    "PIXELS_RECIPE",
     "SourceUnavailable",
     "default_device",
     "image_key",
     "load_backbone",
     "load_source",
     "preprocess",
+    "preprocess_many",
     "target_size",
 ]

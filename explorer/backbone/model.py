@@ -15,7 +15,7 @@ from PIL import Image
 
 from explorer.backbone.cache import FeatureCache, image_key
 from explorer.backbone.features import Features
-from explorer.backbone.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess
+from explorer.backbone.preprocess import IMAGENET_MEAN, IMAGENET_STD, PIXELS_RECIPE, preprocess, preprocess_many
 
 TokenSplit = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 # Config entries that say how a model was saved or loaded, not what it computes.
@@ -141,7 +141,17 @@ class Backbone:
 
     # ------------------------------------------------------------------ forward
     def preprocess(self, image: Image.Image, size: int) -> torch.Tensor:
+        """The one pixels path (see `explorer.backbone.preprocess`): (1, 3, H, W)."""
         return preprocess(image, size, self.patch_size, self.mean, self.std)
+
+    def preprocess_many(self, images: Sequence[Image.Image], size: int) -> torch.Tensor:
+        """`preprocess` for a batch of images of one aspect ratio: (B, 3, H, W)."""
+        return preprocess_many(images, size, self.patch_size, self.mean, self.std)
+
+    def pixel_spec(self, size: int) -> dict:
+        """What a head card records so it is served on exactly the pixels it was trained on."""
+        return {"recipe": PIXELS_RECIPE, "size": int(size), "patch_size": self.patch_size,
+                "mean": list(self.mean), "std": list(self.std)}
 
     @torch.inference_mode()
     def forward_batch(self, pixel_values: torch.Tensor, layer: int | None = None) -> TokenSplit:
