@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from explorer.ui.service import ExplorerService, UserError
+from explorer.ui.uploads import accept_only_uploads, check_upload
 
 log = logging.getLogger("explorer.ui")
 
@@ -26,16 +27,19 @@ def safe_image(**kwargs: Any) -> gr.Image:
     Why: gr.Image's own preprocessing calls `PIL.Image.open` first, so a zero-byte, text or
     truncated upload dies inside Gradio with a generic "Error"; `explorer.imageio` gives a clear
     sentence for each case instead. (An instance override, not a subclass: subclassing a Gradio
-    component makes Gradio write a .pyi stub next to this module.)
+    component makes Gradio write a .pyi stub next to this module.) Only the client's own uploads
+    and the bundled examples are ever opened (`explorer.ui.uploads`).
     """
-    image = gr.Image(type="filepath", **kwargs)
+    image = accept_only_uploads(gr.Image(type="filepath", **kwargs))
     original = image.preprocess
 
     def preprocess(payload: Any) -> str | None:
         if payload is None:
             return None
         path = getattr(payload, "path", None)
-        return str(path) if path else original(payload)  # data: URLs (rare) keep Gradio's decoding
+        if path:
+            return check_upload(path)  # second check: what reaches the loader is an upload
+        return original(payload)  # data: URLs (rare) keep Gradio's decoding
 
     image.preprocess = preprocess  # type: ignore[method-assign]
     return image
