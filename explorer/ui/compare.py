@@ -181,10 +181,28 @@ def build_tab(inp: Inputs) -> None:
     ab = [*inp.base, model_b, layer_b]
     sim_out, cut_out = [*sim, *sim_info], [*cut, *cut_text]
     pca_out, plot_out = [*pca, *pca_note], [*plot, *plot_info]
+    views = [*sim_out, *cut_out, *pca_out, *plot_out]
 
-    def similarity(image: Any, model: str, size: float, layer: float, mb: str, lb: float | None,
-                   xx: float | None, yy: float | None) -> tuple:
-        return side_by_side(similarity_view, svc, image, model, size, layer, mb, lb, xx, yy)
+    # API handlers: named parameters, so gradio_client callers can pass them by name.
+    def similarity(image: Any, model_a: str, size: float, layer_a: float, model_b: str, layer_b: float | None,
+                   x: float | None, y: float | None) -> tuple:
+        return side_by_side(similarity_view, svc, image, model_a, size, layer_a, model_b, layer_b, x, y)
+
+    def tokencut(image: Any, model_a: str, size: float, layer_a: float, model_b: str, layer_b: float | None,
+                 tau: float) -> tuple:
+        return side_by_side(mask_view, svc, image, model_a, size, layer_a, model_b, layer_b, tau)
+
+    def pca_ab(image: Any, model_a: str, size: float, layer_a: float, model_b: str, layer_b: float | None,
+               foreground_only: bool, tau: float) -> tuple:
+        return side_by_side(pca_view, svc, image, model_a, size, layer_a, model_b, layer_b, foreground_only, tau)
+
+    def gram(image: Any, model_a: str, size: float, layer_a: float, model_b: str, layer_b: float | None,
+             order: str) -> tuple:
+        return side_by_side(gram_plot_view, svc, image, model_a, size, layer_a, model_b, layer_b, order)
+
+    def gram_loss_ab(image: Any, model_a: str, size: float, layer_a: float, model_b: str,
+                     layer_b: float | None) -> tuple:
+        return compare_gram_loss_view(svc, image, model_a, size, layer_a, model_b, layer_b)
 
     def on_select(image: Any, model: str, size: float, layer: float, mb: str, lb: float | None,
                   evt: gr.SelectData) -> tuple:
@@ -192,77 +210,65 @@ def build_tab(inp: Inputs) -> None:
         ox, oy = svc.prepare(image, model, size, layer).to_original(*evt.index[:2])
         return *similarity(image, model, size, layer, mb, lb, ox, oy), round(ox), round(oy)
 
-    def tokencut(image: Any, model: str, size: float, layer: float, mb: str, lb: float | None, t: float) -> tuple:
-        return side_by_side(mask_view, svc, image, model, size, layer, mb, lb, t)
-
-    def pca_both(image: Any, model: str, size: float, layer: float, mb: str, lb: float | None, fg_only: bool,
-                 t: float) -> tuple:
-        return side_by_side(pca_view, svc, image, model, size, layer, mb, lb, fg_only, t)
-
     def follow_tau(image: Any, model: str, size: float, layer: float, mb: str, lb: float | None, fg_only: bool,
                    t: float) -> tuple:
-        if not fg_only or image is None:
+        """A new τ changes the masks, so a foreground-only PCA follows it."""
+        if image is None or not fg_only:
             return tuple(gr.skip() for _ in pca_out)
-        return pca_both(image, model, size, layer, mb, lb, fg_only, t)
-
-    def gram(image: Any, model: str, size: float, layer: float, mb: str, lb: float | None, o: str) -> tuple:
-        return side_by_side(gram_plot_view, svc, image, model, size, layer, mb, lb, o)
-
-    def gram_loss_ab(image: Any, model: str, size: float, layer: float, mb: str, lb: float | None) -> tuple:
-        return compare_gram_loss_view(svc, image, model, size, layer, mb, lb)
-
-    def render(image: Any, model: str, size: float, layer: float, mb: str, lb: float | None, xx: float | None,
-               yy: float | None, t: float, fg_only: bool, o: str) -> tuple:
-        """Every view of the tab, for a new image, model, size or layer."""
-        if image is None:
-            return tuple(gr.skip() for _ in (*sim_out, *cut_out, *pca_out, *plot_out))
-        return (*similarity(image, model, size, layer, mb, lb, xx, yy), *tokencut(image, model, size, layer, mb, lb, t),
-                *pca_both(image, model, size, layer, mb, lb, fg_only, t), *gram(image, model, size, layer, mb, lb, o))
-
-    render_in, render_out = [*ab, x, y, tau, fg, order], [*sim_out, *cut_out, *pca_out, *plot_out]
+        return pca_ab(image, model, size, layer, mb, lb, fg_only, t)
 
     for view in sim:
         view.select(guard(on_select), inputs=ab, outputs=[*sim_out, x, y], api_visibility="private",
                     trigger_mode="always_last", show_progress="hidden")
-    gr.on([x.submit, y.submit], guard(similarity), inputs=[*ab, x, y], outputs=sim_out, api_name="compare_similarity",
+    gr.on([x.submit, y.submit], guard(similarity), inputs=[*ab, x, y], outputs=sim_out,
+          api_name="compare_similarity",
           api_description="Similarity heatmaps of A and B to the patch under pixel (x, y) of the image.")
     tau.input(guard(tokencut), inputs=[*ab, tau], outputs=cut_out, api_name="compare_tokencut",
               api_description="TokenCut mask/box overlays and texts of A and B at the same tau.",
               trigger_mode="always_last", show_progress="hidden")
     tau.release(guard(follow_tau), inputs=[*ab, fg, tau], outputs=pca_out, api_visibility="private",
                 trigger_mode="always_last", show_progress="hidden")
-    fg.change(guard(pca_both), inputs=[*ab, fg, tau], outputs=pca_out, api_name="compare_pca",
+    fg.change(guard(pca_ab), inputs=[*ab, fg, tau], outputs=pca_out, api_name="compare_pca",
               api_description="PCA-RGB images and notes of A and B.")
     order.change(guard(gram), inputs=[*ab, order], outputs=plot_out, api_name="compare_gram",
                  api_description="Reordered Gram matrices (plotly) of A and B, same ordering method.")
-    loss_btn.click(guard(gram_loss_ab), inputs=ab, outputs=[loss, loss_text], api_name="compare_gram_loss",
+    loss_btn.click(guard(gram_loss_ab), inputs=ab, outputs=[loss, loss_text],
+                   api_name="compare_gram_loss",
                    api_description="Gram loss between A's and B's patch features (B resampled to A's grid).")
+
+    # Whole-tab renders: B or its layer changed, the tab was opened, or (once opened) the main features changed.
+    def render(image: Any, model: str, size: float, layer: float, mb: str, lb: float | None, xx: float | None,
+               yy: float | None, t: float, fg_only: bool, o: str) -> tuple:
+        if image is None:
+            return tuple(gr.skip() for _ in views)
+        a_b = (image, model, size, layer, mb, lb)
+        return (*similarity(*a_b, xx, yy), *tokencut(*a_b, t), *pca_ab(*a_b, fg_only, t), *gram(*a_b, o))
+
+    def show(key: str, last_key: str, image: Any, model: str, size: float, layer: float, mb: str, lb: float | None,
+             xx: float | None, yy: float | None, *rest: Any) -> tuple:
+        """`render`; a new image starts at its centre (the old click point means nothing there)."""
+        if key != last_key:
+            ow, oh = svc.image(image).original_size
+            xx, yy = ow // 2, oh // 2
+        return *render(image, model, size, layer, mb, lb, xx, yy, *rest), xx, yy, key
 
     def on_model_b(mb: str) -> tuple:
         load = svc.load_model(mb)
         return model_b_line(svc, mb), (None if load.fell_back else load.backbone.num_layers)
 
-    def show(key: str, last_key: str, *args: Any) -> tuple:
-        """Every view for new features; a new image starts at its centre (the old click means nothing there)."""
-        xx, yy = args[6], args[7]
-        if key != last_key:
-            ow, oh = svc.image(args[0]).original_size
-            xx, yy = ow // 2, oh // 2
-        return *render(*args[:6], xx, yy, *args[8:]), xx, yy, key
+    def on_open(key: str, *args: Any) -> tuple:
+        shown = show(key, *args) if key else tuple(gr.skip() for _ in shown_out)
+        return True, model_b_line(svc, args[5]), *shown
 
-    shown = [*render_out, x, y, shown_key]
+    def on_new_features(key: str, is_open: bool, *args: Any) -> tuple:
+        return show(key, *args) if is_open else tuple(gr.skip() for _ in shown_out)
 
-    def on_open(key: str, last_key: str, *args: Any) -> tuple:
-        views = show(key, last_key, *args) if key else tuple(gr.skip() for _ in shown)
-        return True, model_b_line(svc, args[4]), *views
-
-    def on_new_features(key: str, is_open: bool, last_key: str, *args: Any) -> tuple:
-        return show(key, last_key, *args) if is_open else tuple(gr.skip() for _ in shown)
-
+    render_in = [*ab, x, y, tau, fg, order]
+    shown_out = [*views, x, y, shown_key]
     model_b.change(guard(on_model_b), inputs=[model_b], outputs=[status_b, layer_b], api_visibility="private").then(
-        guard(render), inputs=render_in, outputs=render_out, api_visibility="private")
-    gr.on([layer_b.submit, layer_b.blur], guard(render), inputs=render_in, outputs=render_out,
+        guard(render), inputs=render_in, outputs=views, api_visibility="private")
+    gr.on([layer_b.submit, layer_b.blur], guard(render), inputs=render_in, outputs=views,
           api_visibility="private", trigger_mode="always_last")
-    tab.select(guard(on_open), inputs=[inp.key, shown_key, *render_in], outputs=[opened, status_b, *shown],
+    tab.select(guard(on_open), inputs=[inp.key, shown_key, *render_in], outputs=[opened, status_b, *shown_out],
                api_visibility="private")
-    inp.on_new_features(on_new_features, [opened, shown_key, *render_in], shown, with_key=True)
+    inp.on_new_features(on_new_features, [opened, shown_key, *render_in], shown_out, with_key=True)

@@ -252,6 +252,8 @@ def test_browser_compare_tab_two_heatmaps(app, reference, tmp_path: Path) -> Non
             src = page.locator(f"#cmp-sim-{side} img").first.get_attribute("src")
             shown = np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
             assert shown.shape == (307, 512, 3)
-        page.locator("#cmp-sim-a").scroll_into_view_if_needed()
-        page.screenshot(path=str(shots / "compare_similarity.png"), full_page=True)
+        page.get_by_role("button", name="Compute Gram loss").click()
+        b_id = app[1].backbone(B).model_id
+        page.wait_for_function(f"document.querySelector('#cmp-loss-text').innerText.includes('vs B: {b_id} layer')")
+        page.screenshot(path=str(shots / "compare_tab.png"), full_page=True)
         browser.close()
