@@ -1,9 +1,9 @@
 """Compare tab through a launched app (gradio_client) and in Chromium, on two tiny backbones of different shape.
 
-A: hidden 32, patch 16, 4 registers. B: hidden 48, patch 14, no registers — so the same pixel falls in
+A: hidden 32, patch 16, 4 registers. B: hidden 48, patch 14, no registers, LayerScale 1 — so the same pixel falls in
 different patches of different grids. Both are saved with `save_pretrained`, loaded through the real
 folder loader and preloaded into the service; the references are a *second* load of the same folders
-(`load_source`), so they share no module, cache or code path with what the app serves.
+(`load_source`), so they share no module and no cache with what the app serves.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from tests.ui.conftest import free_port
 from tests.ui.test_browser import _content_box
 
 A, B = "tiny16", "tiny14"
-CONFIGS = {A: dict(seed=0), B: dict(seed=1, hidden_size=48, intermediate_size=96, patch_size=14, num_register_tokens=0)}
+# B's LayerScale 1 (not 1e-5) makes its two layers differ, so a test can tell which layer answered.
+CONFIGS = {A: dict(seed=0), B: dict(seed=1, hidden_size=48, intermediate_size=96, patch_size=14, num_register_tokens=0,
+                                    layerscale_value=1.0)}
 SIZE, LAYER = 224, 2
 W, H = 320, 192  # upload (W, H); shown enlarged to 512×307
 CHROMIUM = "/usr/bin/chromium"
@@ -98,8 +100,9 @@ def upload(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     return blocks_image(tmp_path / "blocks.png", seed=zlib.crc32(request.node.name.encode()))
 
 
-def ref_features(reference: dict[str, Backbone], name: str, path: Path, size: int = SIZE) -> Features:
-    return reference[name].extract(load_image(path), size=size, layer=LAYER)
+def ref_features(reference: dict[str, Backbone], name: str, path: Path, size: int = SIZE,
+                 layer: int = LAYER) -> Features:
+    return reference[name].extract(load_image(path), size=size, layer=layer)
 
 
 def read(path: str) -> np.ndarray:
@@ -157,6 +160,11 @@ def test_gram_loss_equals_gram_loss_of_both_features(client, reference, upload: 
     assert loss > 0
     assert f"resampled to A's {fa.grid[0]}×{fa.grid[1]}" in text
     assert forwards == {A: 1, B: 1}
+
+    # B's own layer: layer_b = 1 is B's first block, whatever A's layer is.
+    loss1, text1 = client.predict(handle_file(str(upload)), A, SIZE, LAYER, B, 1, api_name="/compare_gram_loss")
+    assert loss1 == pytest.approx(gram_loss(fa.patches, ref_features(reference, B, upload, layer=1).patches), rel=1e-6)
+    assert loss1 != pytest.approx(loss, rel=1e-5) and "layer 1)" in text1  # 10× the match tolerance
 
 
 def test_one_forward_per_model_and_image_across_every_view(client, app, upload: Path, forwards: Counter,
