@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from explorer.backbone import DEFAULT_HUB_ID
-from explorer.ui import classification, detection, gram, pca, segmentation, similarity, tokencut
+from explorer.ui import classification, compare, detection, gram, pca, segmentation, similarity, tokencut
 from explorer.ui.common import Inputs, guard, safe_image
 from explorer.ui.service import DEFAULT_SIZE, SIZES, ExplorerService, UserError
 
@@ -31,6 +31,7 @@ def build_tabs(inp: Inputs) -> None:
     tau = tokencut.build_tab(inp)
     pca.build_tab(inp, tau)
     gram.build_tab(inp)
+    compare.build_tab(inp)
     # --- Task-head tabs: add `explorer/ui/<name>.py` with `build_tab(inp)` and one line here.
     detection.build_tab(inp)
     segmentation.build_tab(inp)
