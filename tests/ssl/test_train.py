@@ -87,7 +87,7 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
 
 
 def test_run_writes_log_checkpoint_and_loadable_backbone(tmp_path: Path) -> None:
-    from explorer.ssl.cli import main
+    from explorer.cli.pretrain import main
 
     out = tmp_path / "run"
     assert main(["--config", str(SMOKE), "--data", "random:16", "--out", str(out), "--steps", "4", "--no-progress"]) == 0
@@ -169,7 +169,7 @@ def test_fit_schedule_scales_every_step_count() -> None:
 
 
 def test_cli_fit_to_minutes_finishes_the_shrunk_schedule(tmp_path: Path) -> None:
-    from explorer.ssl.cli import main
+    from explorer.cli.pretrain import main
 
     out = tmp_path / "fit"
     assert main(["--config", str(SMOKE), "--data", "random:16", "--out", str(out), "--steps", "100000",
@@ -183,7 +183,7 @@ def test_cli_fit_to_minutes_finishes_the_shrunk_schedule(tmp_path: Path) -> None
 
 
 def test_cli_fit_grows_a_short_schedule(tmp_path: Path) -> None:
-    from explorer.ssl.cli import main
+    from explorer.cli.pretrain import main
 
     out = tmp_path / "grow"
     assert main(["--config", str(SMOKE), "--data", "random:16", "--out", str(out), "--steps", "14",

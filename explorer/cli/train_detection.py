@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from explorer.cli.common import common_parser, extraction_kwargs, heads_out_dir, open_backbone, split_or_none
+
 
 def _image_hw(path: Path) -> tuple[int, int]:
     from PIL import Image
@@ -32,13 +34,6 @@ def _targets(data: Any, size: int) -> list[dict[str, np.ndarray]]:
 
 def train_detection_main(argv: list[str]) -> int:
     from explorer.eval.datasets import guess_format, load_boxes
-    from explorer.heads.cli import (
-        _split_exists,
-        common_parser,
-        extraction_kwargs,
-        heads_out_dir,
-        open_backbone,
-    )
     from explorer.heads.detection import DEFAULTS, KINDS, evaluate, save, train_detection
     from explorer.heads.features_cache import extract_features
 
@@ -58,7 +53,7 @@ def train_detection_main(argv: list[str]) -> int:
         raise SystemExit(f"error: detection reads VOC or COCO boxes, not {fmt!r}; use --format voc|coco")
     backbone = open_backbone(a.model)
     train = load_boxes(a.data, a.train_split, fmt)
-    val = _split_exists(load_boxes, a.data, a.val_split, fmt) if a.val_split else None
+    val = split_or_none(load_boxes, a.data, a.val_split, fmt) if a.val_split else None
     kw = extraction_kwargs(a, patches=True)
     ftr = extract_features(backbone, train.image_paths, train.root, desc=f"{a.train_split} features", **kw)
     head = train_detection(ftr.patches, _targets(train, a.size), len(train.class_names), kind=a.kind,

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from explorer.cli.common import open_backbone
 from explorer.eval import tasks
 
 REPORT_ROOT = Path("runs") / "eval"
@@ -242,7 +243,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from explorer.heads.cli import open_backbone
     from explorer.heads.io import HeadMismatchError, backbone_slug, default_heads_dir, update_card_metrics
 
     a = build_parser().parse_args(argv)
