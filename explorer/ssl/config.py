@@ -101,9 +101,9 @@ class GramConfig:
     start_step: int = 1800
     refresh_every: int = 200
     weight: float = 1.0
+    # the Gram teacher sees the global crops at this many times their size; its patch grid is
+    # resampled to the student's before the loss (explorer.analysis.gram.resample_patch_tokens)
     resolution_factor: float = 2.0
-    # The Gram teacher's patch grid is resampled to the student's; True re-normalises after resampling.
-    renormalize: bool = True
 
 
 @dataclass
