@@ -15,6 +15,7 @@ GROUPS = {
     "pretrain": "explorer.cli.pretrain",
     "train-head": "explorer.cli.train_head",
     "eval": "explorer.cli.eval",
+    "report": "explorer.cli.report",
 }
 
 

@@ -26,10 +26,11 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
+from explorer.backbone.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from explorer.ssl import schedules
 from explorer.ssl.checkpoint import load_checkpoint, save_checkpoint
 from explorer.ssl.config import ModelConfig, RecipeConfig
-from explorer.ssl.crops import IMAGENET_MEAN, IMAGENET_STD, MultiCropAugment, pool_to_float, render_crops
+from explorer.ssl.crops import MultiCropAugment, pool_to_float, render_crops
 from explorer.ssl.data import Pool
 from explorer.ssl.ema import ema_update
 from explorer.ssl.heads import DINOHead, build_heads
@@ -160,7 +161,7 @@ class Pretrainer:
             # compile the transformer blocks in place (fixed shapes per crop size; parameter names and
             # state dicts unchanged); the heads see a varying number of masked tokens, so they stay eager
             for layer in [*self.student.backbone.model.layer, *self.teacher.backbone.model.layer]:
-                layer.compile()
+                layer.compile(backend=cfg.compile_backend)
         self.augment = MultiCropAugment(cfg.crops)
         self.pool = Pool(pool.images.to(self.device) if self.cuda else pool.images, pool.labels)
         self.heldout = heldout

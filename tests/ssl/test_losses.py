@@ -63,8 +63,35 @@ def test_ibot_loss_matches_loop() -> None:
         logp = _log_softmax(student[tok].tolist(), temp)
         ce = -sum(teacher[tok, j].item() * logp[j] for j in range(k))
         total += ce / per_image[img]
-    expected = total / len(per_image)  # two masked images
+    # DINOv2/v3 divide by ALL images (3 here, one of them unmasked), not by the 2 masked ones
+    expected = total / masks.shape[0]
     assert math.isclose(ibot_loss(student, teacher, masks, temp).item(), expected, rel_tol=1e-5)
+
+
+def test_ibot_loss_is_float32_for_bf16_logits_under_autocast() -> None:
+    """The head's logits arrive in bf16 under autocast; the loss must be computed from them in float32."""
+    g = torch.Generator().manual_seed(6)
+    masks = torch.rand(4, 16, generator=g) < 0.5
+    m = int(masks.sum())
+    student = torch.randn(m, 64, generator=g).bfloat16()
+    teacher = torch.softmax(torch.randn(m, 64, generator=g), dim=-1)
+    reference = ibot_loss(student.float(), teacher, masks)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = ibot_loss(student, teacher, masks)
+    assert under_autocast.dtype == torch.float32
+    assert math.isclose(under_autocast.item(), reference.item(), rel_tol=1e-6)
+
+
+def test_koleo_picks_the_true_nearest_neighbour_under_bf16_autocast() -> None:
+    """Two neighbours of row 0 at cosines 0.9985 and 0.9990 are one value in bf16 (spacing 2^-8 near 1):
+    a bf16 similarity matmul would pick the first (wrong) one and change the loss by ~2%."""
+    t1, t2 = math.acos(0.9985), math.acos(0.9990)
+    x = torch.tensor([[1.0, 0, 0], [math.cos(t1), math.sin(t1), 0], [math.cos(t2), 0, math.sin(t2)], [-1.0, 0, 0]])
+    reference = koleo_loss(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = koleo_loss(x)
+    assert under_autocast.dtype == torch.float32
+    assert math.isclose(under_autocast.item(), reference.item(), rel_tol=1e-6)
 
 
 def test_koleo_matches_loop() -> None:
