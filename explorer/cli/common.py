@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,14 @@ def clean_metrics(m: dict[str, Any]) -> dict[str, Any]:
             v = None
         out[k] = v
     return out
+
+
+def detection_predictor(score_threshold: float = 0.001) -> Callable[[Any, Any, tuple[int, int]], list[dict]]:
+    """`predict_fn` for `explorer.eval.tasks.evaluate_detection`. COCOeval ranks by score, so keep the
+    low-score boxes (the app's slider filters them; an evaluation must not)."""
+    from explorer.heads import detection
+
+    def fn(head: Any, grids: Any, input_size: tuple[int, int]) -> list[dict]:
+        return detection.predict(head, grids, input_size, score_threshold=score_threshold)
+
+    return fn

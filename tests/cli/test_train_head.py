@@ -54,9 +54,9 @@ def test_segmentation_card_matches_reloaded_head(world, tmp_path: Path) -> None:
     assert card["metrics"]["val"]["miou"] == pytest.approx(m["miou"])
 
 
-def test_detection_trains_and_records_val_map(world, tmp_path: Path) -> None:
-    from explorer.backbone import load_backbone
-    from explorer.heads import detection
+def test_detection_card_records_what_eval_measures(world, tmp_path: Path) -> None:
+    """The val mAP in the card is the figure `python -m explorer eval detection` reports on that split."""
+    from explorer.cli import eval as eval_cli
 
     out = tmp_path / "heads"
     assert train_head.main(["detection", *common_args(world), "--out", str(out), "--size", "64", "--epochs", "2",
@@ -64,8 +64,12 @@ def test_detection_trains_and_records_val_map(world, tmp_path: Path) -> None:
     card = json.loads((out / "detection.json").read_text())
     val = card["metrics"]["val"]
     assert 0.0 <= val["map"] <= val["ap50"] <= 1.0 and val["n_images"] == 9
-    head = detection.load_head(out, load_backbone(str(world["model"])).backbone)
-    assert list(head.class_names) == ["red", "green", "blue"]
+    assert card["class_names"] == ["red", "green", "blue"]
+    res = tmp_path / "det.json"
+    assert eval_cli.main(["detection", *common_args(world), "--heads", str(out), "--split", "val", "--format", "voc",
+                          "--json", str(res), "--report", str(tmp_path / "det.md")]) == 0
+    measured = json.loads(res.read_text())
+    assert (measured["map"], measured["ap50"]) == pytest.approx((val["map"], val["ap50"]))
 
 
 def test_segmentation_refuses_a_layout_without_masks(world, capsys) -> None:
