@@ -47,3 +47,10 @@ def test_console_script_and_dependencies_declared() -> None:
     reqs = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
             if line.strip() and not line.startswith("#")]
     assert meta["dependencies"] == reqs
+
+
+def test_bad_input_is_one_line_not_a_traceback(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "no-such-world"
+    assert cli.main(["eval", "discovery", "--data", str(missing), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1 and err[-1].startswith("error: ") and "Traceback" not in "\n".join(err)
