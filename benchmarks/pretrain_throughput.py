@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from explorer.ssl.config import RecipeConfig  # noqa: E402
-from explorer.ssl.data import load_source  # noqa: E402
+from explorer.ssl.data import load_pretraining_pool  # noqa: E402
 from explorer.ssl.train import Pretrainer  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = RecipeConfig.load(args.config)
     cfg.batch_size = args.batch
     cfg.gram.start_step = 10**9  # main phase unless asked below
-    trainer = Pretrainer(cfg, load_source("random:64", cfg.pool_size, seed=0))
+    trainer = Pretrainer(cfg, load_pretraining_pool("random:64", cfg.pool_size, seed=0))
     dev = trainer.device
     trainer.step = cfg.optim.freeze_prototypes_steps + cfg.optim.warmup_steps  # a mid-run step
 

@@ -41,5 +41,5 @@ for task in probe segmentation detection discovery; do
   $PY -m explorer eval "$task" --data "$TEST_WORLD" --model "$MODEL" --split test --json "$OUTDIR/$task.json" --update-card --no-progress || true
 done
 step "backbone report (pretrained vs random init)"
-$PY -m explorer.eval.backbone_report --model "$DEST" --json "$DEST/metrics.json" ${REPORT_ARGS:---n-train 1000 --n-val 200 --n-test 500} > "$OUTDIR/backbone_report.log" 2>&1
+$PY -m explorer report --model "$DEST" --json "$DEST/metrics.json" ${REPORT_ARGS:---n-train 1000 --n-val 200 --n-test 500} > "$OUTDIR/backbone_report.log" 2>&1
 step done

@@ -75,7 +75,7 @@ Saved as `DINOv3ViTModel` (transformers) in float16 safetensors; the app loads i
 
 ## Frozen-feature evaluation (`metrics.json`)
 
-`python -m explorer.eval.backbone_report --model pretrained/dinov3-explorer-tiny --n-train 1000 --n-val 200 --n-test 500 --json metrics.json`
+`python -m explorer report --model pretrained/dinov3-explorer-tiny --n-train 1000 --n-val 200 --n-test 500 --json metrics.json`
 (the `gram_ablation` arm: the same command on `runs/bundled_nogram/backbone` with `--skip-random`)
 — world seed {metrics.get('protocol', {}).get('eval_seed', '?')}, the same architecture at random
 initialisation as the floor, the same protocol for both.

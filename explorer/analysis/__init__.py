@@ -1,6 +1,13 @@
 """Pure analysis of patch features (numpy/torch in, numpy out): no Gradio, no I/O, no global state."""
 
-from .gram import gram_loss, gram_matrix, gram_order, resample_grid
+from .gram import (
+    gram_anchoring_loss,
+    gram_loss,
+    gram_matrix,
+    gram_order,
+    resample_grid,
+    resample_patch_tokens,
+)
 from .pca import pca_fit, pca_rgb
 from .similarity import patch_similarity
 from .tokencut import TokenCutGraph, TokenCutResult, box_to_pixels, tokencut, tokencut_sweep
@@ -9,6 +16,7 @@ __all__ = [
     "TokenCutGraph",
     "TokenCutResult",
     "box_to_pixels",
+    "gram_anchoring_loss",
     "gram_loss",
     "gram_matrix",
     "gram_order",
@@ -16,6 +24,7 @@ __all__ = [
     "pca_fit",
     "pca_rgb",
     "resample_grid",
+    "resample_patch_tokens",
     "tokencut",
     "tokencut_sweep",
 ]

@@ -1,8 +1,10 @@
 """Gram view: the P x P similarity structure of the patch features, and the Gram-anchoring loss.
 
-The Gram matrix of L2-normalised patch features is what DINOv3's Gram anchoring preserves (project
-report §3.5); showing it reordered so blocks (parts, objects, background) appear, and measuring
-the loss between two feature sets, lets a user see what anchoring protects.
+The Gram matrix of L2-normalised patch features is what DINOv3's Gram anchoring preserves; showing
+it reordered so blocks (parts, objects, background) appear, and measuring the loss between two
+feature sets, lets a user see what anchoring protects. The loss is defined once, here
+(``gram_anchoring_loss``): the pretraining recipe trains with it and the app's ``gram_loss`` reports
+it, so a resolution comparison in the app is the quantity the recipe anchors.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ._common import as_grid, as_tokens, l2_normalize
 from .pca import pca_fit
@@ -56,46 +60,77 @@ def gram_order(
     return np.lexsort((score, rank[labels])).astype(np.int64)
 
 
-def resample_grid(patches: Any, size: tuple[int, int]) -> np.ndarray:
-    """Bilinearly resample an (h, w, d) feature grid to (h2, w2, d) float32.
+def resample_patch_tokens(tokens: torch.Tensor, grid_hw: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
+    """Resample patch tokens [B, h*w, D] laid out on ``grid_hw`` (H, W) to ``out_hw``: [B, h'*w', D].
 
-    Uses ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``: patch centres map
-    to patch centres, so a 2x grid downsamples to 2x2 averages. Needed before comparing Gram matrices
-    of two resolutions (as DINOv3 does for its high-resolution Gram teacher).
+    DINOv3's own resize of the Gram teacher's grid to the student's: ``F.interpolate`` bicubic,
+    ``antialias=False``, ``align_corners=False`` (patch centres map to patch centres), on the raw
+    features -- normalisation comes after, inside ``gram_anchoring_loss``.
     """
-    import torch
-    import torch.nn.functional as F
+    if tuple(grid_hw) == tuple(out_hw):
+        return tokens
+    b, n, d = tokens.shape
+    if n != grid_hw[0] * grid_hw[1]:
+        raise ValueError(f"{n} tokens do not fill a {grid_hw[0]}x{grid_hw[1]} grid")
+    x = tokens.transpose(1, 2).reshape(b, d, grid_hw[0], grid_hw[1])
+    x = F.interpolate(x, size=tuple(out_hw), mode="bicubic", align_corners=False, antialias=False)
+    return x.flatten(2).transpose(1, 2)
 
+
+def resample_grid(patches: Any, size: tuple[int, int]) -> np.ndarray:
+    """An (h, w, d) feature grid resampled to ``size`` (H, W) as (h2, w2, d) float32, by
+    ``resample_patch_tokens`` (the one resize the Gram loss uses)."""
     grid = as_grid(patches)
-    h2, w2 = int(size[0]), int(size[1])
-    if (h2, w2) == grid.shape[:2]:
-        return grid.copy()
-    t = torch.from_numpy(np.ascontiguousarray(grid)).permute(2, 0, 1)[None]
-    out = F.interpolate(t, size=(h2, w2), mode="bilinear", align_corners=False)
-    return out[0].permute(1, 2, 0).contiguous().numpy().astype(np.float32)
+    h, w, d = grid.shape
+    tokens = torch.from_numpy(np.ascontiguousarray(grid)).reshape(1, h * w, d)
+    out = resample_patch_tokens(tokens, (h, w), (int(size[0]), int(size[1])))
+    return out[0].reshape(int(size[0]), int(size[1]), d).numpy().astype(np.float32, copy=True)
+
+
+def gram_anchoring_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """The Gram loss, one definition for the recipe and the app (DINOv3 ``GramLoss``, image level):
+
+        mean over images b of  mean_ij ( s_i . s_j  -  t_i . t_j )^2,   s, t = L2-normalised tokens
+
+    ``student`` [B, P, D] and ``teacher`` [B, P, D'] hold the same P patches (resample the teacher
+    first with ``resample_patch_tokens``; D and D' may differ, e.g. two models). Differentiable in
+    ``student``; the teacher is detached. Computed in float32 (float64 stays float64) even under bf16
+    autocast, whose 3 significant digits are the size of the differences being penalised. When P > D,
+    the identity ||S Sᵀ - T Tᵀ||² = ||SᵀS||² + ||TᵀT||² - 2||SᵀT||² avoids the P x P matrices.
+    """
+    if student.shape[:2] != teacher.shape[:2]:
+        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} differ in "
+                         "images or patches; resample the teacher's grid first")
+    dtype = torch.promote_types(student.dtype, torch.float32)
+    with torch.autocast(device_type=student.device.type, enabled=False):
+        s = F.normalize(student.to(dtype), dim=-1, eps=1e-6)
+        t = F.normalize(teacher.detach().to(dtype), dim=-1, eps=1e-6)
+        p = s.shape[1]
+        if p <= max(s.shape[2], t.shape[2]):
+            per_image = (s @ s.transpose(1, 2) - t @ t.transpose(1, 2)).pow(2).sum(dim=(1, 2))
+        else:
+            ss = (s.transpose(1, 2) @ s).pow(2).sum(dim=(1, 2))
+            tt = (t.transpose(1, 2) @ t).pow(2).sum(dim=(1, 2))
+            st = (s.transpose(1, 2) @ t).pow(2).sum(dim=(1, 2))
+            per_image = (ss + tt - 2.0 * st).clamp_min(0.0)
+        return (per_image / (p * p)).mean()
 
 
 def gram_loss(a: Any, b: Any) -> float:
-    """Gram-anchoring loss ||X_a X_aᵀ − X_b X_bᵀ||_F² / P² between two feature sets.
+    """``gram_anchoring_loss`` between two feature sets of one image, as a float in [0, 4].
 
-    Normalisation: divided by P², i.e. the mean squared difference of Gram entries, so values are
-    comparable across resolutions (each entry is a cosine, so the loss lies in [0, 4]). ``a`` and ``b``
-    are (h, w, d) grids or (P, d) token rows (the feature dims may differ: two models). When both are
-    grids of different size, ``b`` is resampled to ``a``'s grid first (``resample_grid``) and then
-    normalised. Computed through d x d products, ||XaᵀXa||² + ||XbᵀXb||² − 2||XaᵀXb||², so no
-    P x P matrix is formed.
+    ``a`` and ``b`` are (h, w, d) grids or (P, d) token rows (the feature dims may differ: two
+    models). When both are grids of different size, ``b`` is resampled to ``a``'s grid first (as the
+    recipe resamples its high-resolution Gram teacher to the student), then both are normalised.
+    Computed in float64, through d x d products when P > d (no P x P matrix).
     """
     xa, grid_a = as_tokens(a, np.float64)
     xb, grid_b = as_tokens(b, np.float64)
+    tb = torch.from_numpy(xb)[None]
     if grid_a is not None and grid_b is not None and grid_a != grid_b:
-        xb = resample_grid(b, grid_a).reshape(grid_a[0] * grid_a[1], -1).astype(np.float64)
-    if xa.shape[0] != xb.shape[0]:
+        tb = resample_patch_tokens(tb, grid_b, grid_a)
+    if xa.shape[0] != tb.shape[1]:
         raise ValueError(
-            f"different token counts {xa.shape[0]} vs {xb.shape[0]}; pass (h, w, d) grids to resample"
+            f"different token counts {xa.shape[0]} vs {tb.shape[1]}; pass (h, w, d) grids to resample"
         )
-    xa, xb = l2_normalize(xa), l2_normalize(xb)
-    p = xa.shape[0]
-    aa = np.sum((xa.T @ xa) ** 2)
-    bb = np.sum((xb.T @ xb) ** 2)
-    ab = np.sum((xa.T @ xb) ** 2)
-    return float(max(aa + bb - 2.0 * ab, 0.0) / (p * p))
+    return float(gram_anchoring_loss(torch.from_numpy(xa)[None], tb))

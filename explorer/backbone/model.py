@@ -15,7 +15,13 @@ from PIL import Image
 
 from explorer.backbone.cache import FeatureCache, image_key
 from explorer.backbone.features import Features
-from explorer.backbone.preprocess import IMAGENET_MEAN, IMAGENET_STD, PIXELS_RECIPE, preprocess, preprocess_many
+from explorer.backbone.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PIXELS_RECIPE,
+    preprocess,
+    preprocess_many,
+)
 
 TokenSplit = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 # Config entries that say how a model was saved or loaded, not what it computes.

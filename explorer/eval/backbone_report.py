@@ -1,26 +1,23 @@
 """Frozen-feature quality of a backbone against the same architecture at random initialisation.
 
-Issue 4 asks for `pretrained/<name>/metrics.json`: one `{"pretrained": x, "random": y}` pair per
-key (probe_top1, knn_top1, seg_miou, corloc). Both backbones see exactly the same scenes, sizes and
+One `{"pretrained": x, "random": y}` pair per key (probe_top1, knn_top1, seg_miou, corloc), written
+to `pretrained/<name>/metrics.json`. Both backbones see exactly the same scenes, pixels and
 protocols, so the difference is what self-supervised pretraining bought. Scenes come straight from
 the offline world generator with seeds that pretraining never used.
 
-    python -m explorer.eval.backbone_report --model pretrained/dinov3-explorer-tiny --json metrics.json
+    python -m explorer report --model pretrained/dinov3-explorer-tiny --json metrics.json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
-from explorer.backbone import Backbone, load_source
+from explorer.backbone import Backbone
 from explorer.data.classes import CLASS_NAMES
 from explorer.data.world import Scene, scenes_for
 from explorer.eval import metrics as M
@@ -37,16 +34,11 @@ class Split:
 
 
 def extract(backbone: Backbone, scenes: list[Scene], size: int, batch_size: int = 32) -> Split:
-    """One batched forward per chunk; square world images need no per-image preprocessing."""
-    mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
-    std = torch.tensor(backbone.std).view(1, 3, 1, 1)
+    """One batched forward per chunk, on the pixels the app makes (`Backbone.preprocess_many`)."""
     cls_parts, patch_parts = [], []
     for start in range(0, len(scenes), batch_size):
-        chunk = np.stack([s.image for s in scenes[start : start + batch_size]])
-        pixels = torch.from_numpy(chunk).permute(0, 3, 1, 2).float() / 255.0
-        if pixels.shape[-1] != size:
-            pixels = torch.nn.functional.interpolate(pixels, size=(size, size), mode="bicubic", align_corners=False)
-        cls_token, _, patches = backbone.forward_batch((pixels - mean) / std)
+        images = [Image.fromarray(s.image) for s in scenes[start : start + batch_size]]
+        cls_token, _, patches = backbone.forward_batch(backbone.preprocess_many(images, size))
         cls_parts.append(cls_token)
         patch_parts.append(patches.half())
     return Split(scenes, torch.cat(cls_parts), torch.cat(patch_parts))
@@ -89,15 +81,16 @@ def seg_miou(train: Split, test: Split, epochs: int = 15) -> float:
     return float(M.mean_iou([s.seg for s in test.scenes], preds, len(names))["miou"])
 
 
-def corloc_sweep(split: Split, patch_size: int, size: int) -> dict[float, float]:
+def corloc_sweep(split: Split, patch_size: int) -> dict[float, float]:
     from explorer.analysis.tokencut import box_to_pixels, tokencut_sweep
 
     hits = {t: [] for t in TAUS}
     gts = [np.array([inst.box_xyxy for inst in s.instances], np.float64) for s in split.scenes]
     for patches, scene in zip(split.patches, split.scenes, strict=True):
         image_hw = scene.image.shape[:2]
+        input_hw = (patches.shape[0] * patch_size, patches.shape[1] * patch_size)
         for tau, result in zip(TAUS, tokencut_sweep(patches.float().numpy(), TAUS), strict=True):
-            hits[tau].append(np.asarray(box_to_pixels(result.box, patch_size, (size, size), image_hw)))
+            hits[tau].append(np.asarray(box_to_pixels(result.box, patch_size, input_hw, image_hw)))
     return {t: float(M.corloc(hits[t], gts)["corloc"]) for t in TAUS}
 
 
@@ -106,9 +99,9 @@ def evaluate(backbone: Backbone, n_train: int, n_val: int, n_test: int, size: in
     train = extract(backbone, scenes[:n_train], size)
     val = extract(backbone, scenes[n_train : n_train + n_val], size)
     test = extract(backbone, scenes[n_train + n_val :], size)
-    val_sweep = corloc_sweep(val, backbone.patch_size, size)
+    val_sweep = corloc_sweep(val, backbone.patch_size)
     best = max(val_sweep, key=lambda t: (val_sweep[t], -t))
-    test_sweep = corloc_sweep(test, backbone.patch_size, size)
+    test_sweep = corloc_sweep(test, backbone.patch_size)
     return {
         "probe_top1": probe_top1(train, test),
         "knn_top1": knn_top1(train, test),
@@ -126,32 +119,3 @@ def random_twin(backbone: Backbone, seed: int = 0) -> Backbone:
     torch.manual_seed(seed)
     config = DINOv3ViTConfig(**{k: v for k, v in backbone.config.items() if not k.startswith("_")})
     return Backbone.from_model(DINOv3ViTModel(config), "random-init", mean=backbone.mean, std=backbone.std)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="backbone folder (HF format)")
-    parser.add_argument("--n-train", type=int, default=2000)
-    parser.add_argument("--n-val", type=int, default=300)
-    parser.add_argument("--n-test", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--skip-random", action="store_true")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
-    backbone = load_source(args.model)
-    start = time.time()
-    pretrained = evaluate(backbone, args.n_train, args.n_val, args.n_test, args.size)
-    out: dict[str, Any] = {"protocol": vars(args) | {"eval_seed": EVAL_SEED, "json": str(args.json)}}
-    random = None if args.skip_random else evaluate(random_twin(backbone), args.n_train, args.n_val, args.n_test, args.size)
-    for key in ("probe_top1", "knn_top1", "seg_miou", "corloc"):
-        out[key] = {"pretrained": pretrained[key], "random": random[key] if random else None}
-    out["details"] = {"pretrained": pretrained, "random": random, "seconds": time.time() - start}
-    text = json.dumps(out, indent=2, default=float)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

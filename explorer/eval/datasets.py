@@ -100,6 +100,9 @@ def load_classification(data: str | Path, split: str, fmt: str = "imagefolder") 
         root = resolve_root(data, fmt)
         items, names = _read_imagefolder(root, split)
         all_names = _classes_from_train(root, list(names), split)
+        unseen = sorted(set(names) - set(all_names))
+        if unseen:
+            raise ValueError(f"split {split!r} has classes that train has not: {', '.join(unseen[:5])}")
         remap = np.asarray([all_names.index(n) for n in names], np.int64)
         return ClassificationData([Path(p) for p, _ in items], remap[np.asarray([c for _, c in items], np.int64)]
                                   if items else np.zeros(0, np.int64), all_names, root)
@@ -128,9 +131,9 @@ def load_segmentation(data: str | Path, split: str) -> SegmentationData:
 
 
 def _split_file(root: Path, task: str, split: str) -> bool:
-    from explorer.data.formats.voc import _resolve_root
+    from explorer.data.formats.voc import voc_year_root
 
-    return (_resolve_root(root) / "ImageSets" / task / f"{split}.txt").is_file()
+    return (voc_year_root(root) / "ImageSets" / task / f"{split}.txt").is_file()
 
 
 def load_boxes(data: str | Path, split: str, fmt: str = "voc") -> BoxData:

@@ -150,30 +150,19 @@ def discovery_features(
     return out
 
 
-def _box_pixels(box: Sequence[int], feats: Any) -> tuple[float, float, float, float]:
-    try:
-        from explorer.analysis.tokencut import box_to_pixels
-
-        return box_to_pixels(tuple(box), feats.patch_size, feats.input_size, feats.image_size)
-    except ImportError:  # same maths: patch units -> input pixels -> original pixels
-        r0, c0, r1, c1 = box
-        ps = feats.patch_size
-        sy, sx = feats.image_size[0] / feats.input_size[0], feats.image_size[1] / feats.input_size[1]
-        return c0 * ps * sx, r0 * ps * sy, c1 * ps * sx, r1 * ps * sy
-
-
 def discovery_sweep(
     features: Sequence[Any], gt_boxes: Sequence[np.ndarray], taus: Sequence[float] = DEFAULT_TAUS,
     solver: str = "fast",
 ) -> dict[float, dict[str, Any]]:
     """CorLoc and mean IoU at every τ; TokenCut's affinity is computed once per image."""
-    from explorer.analysis.tokencut import tokencut_sweep
+    from explorer.analysis.tokencut import box_to_pixels, tokencut_sweep
 
     boxes: dict[float, list] = {float(t): [] for t in taus}
     for f, _g in zip(features, gt_boxes, strict=True):
         results = tokencut_sweep(f.patches, list(taus), solver=solver)
         for t, r in zip(taus, results, strict=True):
-            boxes[float(t)].append(np.asarray(_box_pixels(r.box, f), np.float64))
+            box = box_to_pixels(tuple(r.box), f.patch_size, f.input_size, f.image_size)
+            boxes[float(t)].append(np.asarray(box, np.float64))
     out = {}
     for t in boxes:
         res = M.corloc(boxes[t], gt_boxes)

@@ -101,9 +101,9 @@ class GramConfig:
     start_step: int = 1800
     refresh_every: int = 200
     weight: float = 1.0
+    # the Gram teacher sees the global crops at this many times their size; its patch grid is
+    # resampled to the student's before the loss (explorer.analysis.gram.resample_patch_tokens)
     resolution_factor: float = 2.0
-    # The Gram teacher's patch grid is resampled to the student's; True re-normalises after resampling.
-    renormalize: bool = True
 
 
 @dataclass
@@ -143,6 +143,9 @@ class RecipeConfig:
     cpu_amp_bf16: bool = False  # the same on CPU, only where the CPU has native bf16 (avx512_bf16 / amx)
     teacher_bf16: bool = True  # teacher forwards (no grad) in bf16 wherever bf16 is native
     compile: bool = False
+    # torch.compile backend of the transformer blocks: "inductor" (fast kernels, minutes to build on a
+    # CPU) or "eager" (dynamo's graph capture only: the compiled path, cheap enough for tests)
+    compile_backend: str = "inductor"
     model: ModelConfig = field(default_factory=ModelConfig)
     crops: CropConfig = field(default_factory=CropConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)

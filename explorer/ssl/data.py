@@ -60,12 +60,12 @@ def read_image_folder(root: str | Path, size: int) -> tuple[np.ndarray, np.ndarr
 OBJECTS_SEED_OFFSET = 104_729  # object-centric scenes use their own seed, disjoint from world:N's
 
 
-def load_source(source: str, size: int, seed: int = 0, workers: int | None = None) -> Pool:
+def load_pretraining_pool(source: str, size: int, seed: int = 0, workers: int | None = None) -> Pool:
     """`world:N` (offline world scenes), `objects:N` (object-centric world scenes: one large object,
     no distractors), `random:N` (noise, for tests), a directory (ImageFolder), or several joined
     with `+` (e.g. `objects:6000+world:3000`), concatenated in that order."""
     if "+" in source:
-        parts = [load_source(part, size, seed, workers) for part in source.split("+")]
+        parts = [load_pretraining_pool(part, size, seed, workers) for part in source.split("+")]
         labels = None if any(p.labels is None for p in parts) else torch.cat([p.labels for p in parts])
         return Pool(torch.cat([p.images for p in parts]), labels)
     if source.startswith(("world:", "objects:")):

@@ -20,7 +20,7 @@ class DINOHead(nn.Module):
     ``batch_norm`` puts a BatchNorm after each hidden layer (DINOv1's head for ResNets): batch
     statistics force the head's outputs to differ across the batch, a guard against the uniform
     collapse that Sinkhorn-Knopp does not prevent. The teacher's copy must then use batch statistics
-    too. Measured on the offline world it does not make the backbone's CLS tokens spread out
+    too. On the offline world it does not make the backbone's CLS tokens spread out
     (it amplifies what differences are left; docs/results/PRETRAINING.md), so it is off by default.
     """
 

@@ -8,26 +8,29 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 from transformers import DINOv3ViTModel
 
-from explorer.ssl.crops import IMAGENET_MEAN, IMAGENET_STD
+from explorer.backbone.preprocess import preprocess_many
 
 
 @torch.no_grad()
 def embed_cls(backbone: DINOv3ViTModel, images: Tensor, size: int, device: torch.device,
               batch: int = 128, autocast: bool = False) -> Tensor:
-    """L2-normalised CLS tokens [N, D] of uint8 images [N, H, W, 3], resized to size x size."""
+    """L2-normalised CLS tokens [N, D] of uint8 images [N, H, W, 3].
+
+    Pixels come from `explorer.backbone.preprocess_many` (longer side `size`, aspect kept, ImageNet
+    mean/std, as the recipe's crops): the monitor measures the input the app and the heads will see.
+    """
     was_training = backbone.training
     backbone.eval()
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    patch = int(backbone.config.patch_size)
+    host = images.cpu().numpy()
     out = []
-    for i in range(0, images.shape[0], batch):
-        x = images[i : i + batch].to(device).permute(0, 3, 1, 2).float() / 255.0
-        if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        x = (x - mean) / std
+    for i in range(0, host.shape[0], batch):
+        pils = [Image.fromarray(img) for img in host[i : i + batch]]
+        x = preprocess_many(pils, size, patch).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             cls = backbone(pixel_values=x).last_hidden_state[:, 0]
         out.append(F.normalize(cls.float(), dim=-1))

@@ -26,15 +26,16 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
+from explorer.backbone.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from explorer.ssl import schedules
 from explorer.ssl.checkpoint import load_checkpoint, save_checkpoint
 from explorer.ssl.config import ModelConfig, RecipeConfig
-from explorer.ssl.crops import IMAGENET_MEAN, IMAGENET_STD, MultiCropAugment, pool_to_float, render_crops
+from explorer.ssl.crops import MultiCropAugment, pool_to_float, render_crops
 from explorer.ssl.data import Pool
 from explorer.ssl.ema import ema_update
 from explorer.ssl.heads import DINOHead, build_heads
 from explorer.ssl.knn import embed_cls, knn_top1
-from explorer.ssl.losses import dino_loss, gram_loss, ibot_loss, koleo_loss, resample_patch_grid
+from explorer.ssl.losses import dino_loss, gram_anchoring_loss, ibot_loss, koleo_loss, resample_patch_tokens
 from explorer.ssl.masking import sample_ibot_masks
 from explorer.ssl.sinkhorn import sinkhorn_knopp
 
@@ -160,7 +161,7 @@ class Pretrainer:
             # compile the transformer blocks in place (fixed shapes per crop size; parameter names and
             # state dicts unchanged); the heads see a varying number of masked tokens, so they stay eager
             for layer in [*self.student.backbone.model.layer, *self.teacher.backbone.model.layer]:
-                layer.compile()
+                layer.compile(backend=cfg.compile_backend)
         self.augment = MultiCropAugment(cfg.crops)
         self.pool = Pool(pool.images.to(self.device) if self.cuda else pool.images, pool.labels)
         self.heldout = heldout
@@ -262,9 +263,7 @@ class Pretrainer:
         tokens = self.gram_teacher(pixel_values=hi).last_hidden_state[:, 1 + c.model.num_register_tokens :]
         g_hi = size // c.model.patch_size
         g_lo = c.crops.global_size // c.model.patch_size
-        if g_hi == g_lo:
-            return tokens
-        return resample_patch_grid(tokens, (g_hi, g_hi), (g_lo, g_lo), c.gram.renormalize)
+        return resample_patch_tokens(tokens.float(), (g_hi, g_hi), (g_lo, g_lo))
 
     def refresh_gram_teacher(self) -> None:
         """Snapshot the EMA teacher's backbone as the frozen Gram teacher."""
@@ -289,7 +288,7 @@ class Pretrainer:
             total = c.loss.dino_weight * dino + c.loss.ibot_weight * ibot + c.loss.koleo_weight * koleo
             gram = torch.zeros((), device=self.device)
             if gram_target is not None:
-                gram = gram_loss(out["patches_global"], gram_target)
+                gram = gram_anchoring_loss(out["patches_global"], gram_target)
                 total = total + c.gram.weight * gram
         return {"loss": total, "dino": dino, "ibot": ibot, "koleo": koleo, "gram": gram}
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from explorer.data.cli import main
+from explorer.cli.data import main
 from explorer.data.formats import imagefolder, voc
 
 

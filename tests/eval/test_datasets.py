@@ -57,3 +57,16 @@ def test_format_resolution(world, tmp_path) -> None:
     assert guess_format(world, "probe") == "imagefolder" and guess_format(world, "detection") == "coco"
     with pytest.raises(FileNotFoundError):
         resolve_root(tmp_path, "coco")
+
+
+def test_a_split_with_a_class_train_lacks_is_a_clear_error(tmp_path) -> None:
+    from PIL import Image
+
+    from explorer.eval.datasets import load_classification
+
+    for split, cls in (("train", "cat"), ("test", "cat"), ("test", "dog")):
+        (tmp_path / split / cls).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / split / cls / "a.png")
+    assert load_classification(tmp_path, "train").class_names == ["cat"]
+    with pytest.raises(ValueError, match="classes that train has not: dog"):
+        load_classification(tmp_path, "test")

@@ -1,4 +1,4 @@
-"""Tiny fixtures shared by the head and eval tests: a random DINOv3 ViT and a toy dataset on disk.
+"""Tiny fixtures shared by the head and eval tests: the conftest tiny ViT on disk and a toy dataset.
 
 The dataset is written in the real layouts by hand (ImageFolder; VOC ``JPEGImages`` +
 ``SegmentationClass`` palette PNGs + ``Annotations`` XML + ``ImageSets``), so the tests do not depend
@@ -12,29 +12,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tests.conftest import make_tiny_model
+
 COLORS = [(220, 30, 30), (30, 200, 40), (40, 60, 230)]
 CLASS_NAMES = ["red", "green", "blue"]
 
 
-def tiny_model(seed: int = 0):
-    """A random 2-layer, 32-dim DINOv3ViTModel with 4 registers (the released layout)."""
-    import torch
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
-
-    torch.manual_seed(seed)
-    cfg = DINOv3ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                          num_register_tokens=4, layerscale_value=1e-5, patch_size=16, image_size=64)
-    return DINOv3ViTModel(cfg).eval()
-
-
 def tiny_backbone(seed: int = 0, model_id: str = "tiny-test"):
+    """`tests.conftest.make_tiny_model` wrapped as a Backbone (the one tiny-model factory)."""
     from explorer.backbone import Backbone
 
-    return Backbone.from_model(tiny_model(seed), model_id)
+    return Backbone.from_model(make_tiny_model(seed), model_id)
 
 
 def save_tiny_model(folder: Path, seed: int = 0) -> Path:
-    tiny_model(seed).save_pretrained(folder)
+    make_tiny_model(seed).save_pretrained(folder)
     return folder
 
 

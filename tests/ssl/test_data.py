@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from explorer.ssl.data import load_source, split_folder
+from explorer.ssl.data import load_pretraining_pool, split_folder
 
 
 def test_image_folder_pool_and_heldout_split(tmp_path: Path) -> None:
@@ -18,7 +18,7 @@ def test_image_folder_pool_and_heldout_split(tmp_path: Path) -> None:
         for i in range(12):
             arr = np.full((30 + i, 50, 3), 40 + 150 * ci, np.uint8) + rng.integers(0, 5, (30 + i, 50, 3), dtype=np.uint8)
             Image.fromarray(arr).save(tmp_path / cls / f"{i}.png")
-    pool = load_source(str(tmp_path), size=24)
+    pool = load_pretraining_pool(str(tmp_path), size=24)
     assert pool.images.shape == (24, 24, 24, 3) and pool.images.dtype == torch.uint8
     assert pool.labels.tolist() == [0] * 12 + [1] * 12
     # colour identifies the class after the resize+centre crop
@@ -31,7 +31,7 @@ def test_image_folder_pool_and_heldout_split(tmp_path: Path) -> None:
 
 
 def test_random_pool_is_deterministic() -> None:
-    a, b = load_source("random:5", 16, seed=3), load_source("random:5", 16, seed=3)
+    a, b = load_pretraining_pool("random:5", 16, seed=3), load_pretraining_pool("random:5", 16, seed=3)
     assert torch.equal(a.images, b.images) and a.images.shape == (5, 16, 16, 3)
 
 
@@ -39,8 +39,8 @@ def test_mixed_source_concatenates_object_centric_and_world_pools() -> None:
     from explorer.data.world import generate_pool
     from explorer.ssl.data import OBJECTS_SEED_OFFSET, load_heldout
 
-    mixed = load_source("objects:3+world:2", 48, seed=5, workers=1)
-    objects, world_part = load_source("objects:3", 48, seed=5, workers=1), load_source("world:2", 48, seed=5, workers=1)
+    mixed = load_pretraining_pool("objects:3+world:2", 48, seed=5, workers=1)
+    objects, world_part = load_pretraining_pool("objects:3", 48, seed=5, workers=1), load_pretraining_pool("world:2", 48, seed=5, workers=1)
     assert torch.equal(mixed.images, torch.cat([objects.images, world_part.images]))
     assert mixed.labels.tolist() == objects.labels.tolist() + world_part.labels.tolist()
     expected, _ = generate_pool(5 + OBJECTS_SEED_OFFSET, 3, size=48, workers=1, object_centric=True)

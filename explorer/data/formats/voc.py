@@ -164,7 +164,7 @@ def write_voc(root: Path, items: Iterable[tuple[str, Any]], splits: Mapping[str,
 
 # -- reading -------------------------------------------------------------------------------------
 
-def _resolve_root(root: Path) -> Path:
+def voc_year_root(root: Path) -> Path:
     """Accept the year folder or a VOCdevkit folder holding exactly one year."""
     root = Path(root)
     if (root / "JPEGImages").is_dir():
@@ -196,7 +196,7 @@ def parse_voc_xml(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, np.nda
 
 def read_voc(root: Path, split: str, task: str = "Main") -> list[VocSample]:
     """Samples listed in ``ImageSets/<task>/<split>.txt`` (task "Main" or "Segmentation")."""
-    root = _resolve_root(root)
+    root = voc_year_root(root)
     ids = [line.split()[0] for line in (root / "ImageSets" / task / f"{split}.txt").read_text().splitlines()
            if line.strip()]
     out = []
@@ -228,7 +228,7 @@ def load_voc_seg(path: Path) -> np.ndarray:
 
 def voc_class_names(root: Path) -> list[str]:
     """Seg index -> name: our class_names.txt if present, else the 21 real VOC names."""
-    root = _resolve_root(root)
+    root = voc_year_root(root)
     f = root / CLASS_LIST_FILE
     if f.exists():
         return [line for line in f.read_text().splitlines() if line]

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import Accelerator
 
     from explorer.ssl.config import RecipeConfig
-    from explorer.ssl.data import load_heldout, load_source, split_folder
+    from explorer.ssl.data import load_heldout, load_pretraining_pool, split_folder
     from explorer.ssl.train import Pretrainer
 
     cfg = RecipeConfig.load(args.config)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     acc = Accelerator(cpu=not torch.cuda.is_available())
     say = print if acc.is_main_process else (lambda *_a, **_k: None)
     try:
-        pool = load_source(args.data, cfg.pool_size, cfg.seed, args.workers)
+        pool = load_pretraining_pool(args.data, cfg.pool_size, cfg.seed, args.workers)
         heldout = load_heldout(args.data, cfg.pool_size, cfg.knn_train, cfg.knn_test, cfg.seed, args.workers)
         if heldout is None and not args.data.startswith(("world:", "objects:", "random:")) and "+" not in args.data:
             pool, heldout = split_folder(pool, 0.2, cfg.knn_train, cfg.knn_test, cfg.seed)

@@ -1,18 +1,27 @@
 """``python -m explorer train-head detection --data DIR [--format coco|voc] [--kind dense|detr] ...``.
 
 Reads boxes through ``explorer.eval.datasets.load_boxes`` (VOC XML or COCO JSON, real or offline
-world), extracts square ``size x size`` patch grids once (disk-cached by ``features_cache``), trains
-the head on the cached grids, scores the val split with pycocotools and writes safetensors + card.
+world), extracts patch grids once (disk-cached by ``features_cache``), trains the head on the cached
+grids, scores the val split exactly as ``python -m explorer eval detection`` does (pycocotools, boxes
+at each image's original resolution) and writes safetensors + card.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from explorer.cli.common import (
+    common_parser,
+    detection_predictor,
+    extraction_kwargs,
+    heads_out_dir,
+    open_backbone,
+    split_or_none,
+)
 
 
 def _image_hw(path: Path) -> tuple[int, int]:
@@ -32,14 +41,8 @@ def _targets(data: Any, size: int) -> list[dict[str, np.ndarray]]:
 
 def train_detection_main(argv: list[str]) -> int:
     from explorer.eval.datasets import guess_format, load_boxes
-    from explorer.heads.cli import (
-        _split_exists,
-        common_parser,
-        extraction_kwargs,
-        heads_out_dir,
-        open_backbone,
-    )
-    from explorer.heads.detection import DEFAULTS, KINDS, evaluate, save, train_detection
+    from explorer.eval.tasks import evaluate_detection
+    from explorer.heads.detection import DEFAULTS, KINDS, save, train_detection
     from explorer.heads.features_cache import extract_features
 
     p = common_parser("detection", "Detection head (dense FCOS-style or DETR-style) on the frozen patch grid.")
@@ -58,7 +61,7 @@ def train_detection_main(argv: list[str]) -> int:
         raise SystemExit(f"error: detection reads VOC or COCO boxes, not {fmt!r}; use --format voc|coco")
     backbone = open_backbone(a.model)
     train = load_boxes(a.data, a.train_split, fmt)
-    val = _split_exists(load_boxes, a.data, a.val_split, fmt) if a.val_split else None
+    val = split_or_none(load_boxes, a.data, a.val_split, fmt) if a.val_split else None
     kw = extraction_kwargs(a, patches=True)
     ftr = extract_features(backbone, train.image_paths, train.root, desc=f"{a.train_split} features", **kw)
     head = train_detection(ftr.patches, _targets(train, a.size), len(train.class_names), kind=a.kind,
@@ -70,18 +73,14 @@ def train_detection_main(argv: list[str]) -> int:
     head.recipe.update({"train_split": a.train_split, "data": str(Path(a.data)), "format": fmt,
                         "resize": f"square {a.size}x{a.size} bicubic", "layer": head.layer})
     metrics: dict[str, Any] = {}
-    if val is not None:
-        fval = extract_features(backbone, val.image_paths, val.root, desc=f"{a.val_split} features", **kw)
-        m = evaluate(head, fval.patches, _targets(val, a.size), (a.size, a.size))
-        metrics[a.val_split] = {**m, "n_images": len(val.image_paths),
-                                "note": "COCO mAP in square-input pixels (pycocotools)"}
+    if val is not None:  # the protocol of `python -m explorer eval detection`, on the cached grids
+        m = evaluate_detection(backbone, head, val, detection_predictor(), a.size, batch_size=a.batch_size,
+                               cache_dir=a.cache_dir, progress=not a.no_progress)
+        metrics[a.val_split] = {**{k: m[k] for k in ("map", "ap50", "ap75")}, "n_images": len(val.image_paths),
+                                "note": "COCO mAP at each image's original resolution (pycocotools)"}
     path = save(head, heads_out_dir(a.out, backbone), backbone, name=a.name, metrics=metrics)
     summary: dict[str, Any] = {"head": str(path), "kind": a.kind, "train_seconds": head.recipe["train_seconds"]}
     if metrics:
         summary.update({f"{a.val_split}_{k}": v for k, v in metrics[a.val_split].items() if k in ("map", "ap50", "ap75")})
     print(json.dumps(summary))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(train_detection_main(sys.argv[1:]))

@@ -2,13 +2,12 @@
 
 A task is registered by ONE line in ``TRAINERS``: ``name -> "module:function"``, where the function
 takes the remaining argv (``list[str]``) and returns an exit code. Trainers build their parser with
-``common_parser`` so every head accepts the same core flags, and use ``open_backbone`` /
-``heads_out_dir`` so heads land in ``pretrained_heads/<backbone-slug>/`` by default.
+``explorer.cli.common.common_parser`` so every head accepts the same core flags, and use
+``open_backbone`` / ``heads_out_dir`` so heads land in ``pretrained_heads/<backbone-slug>/`` by default.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
@@ -17,78 +16,20 @@ from typing import Any
 
 import numpy as np
 
+from explorer.cli.common import (
+    clean_metrics,
+    common_parser,
+    extraction_kwargs,
+    heads_out_dir,
+    open_backbone,
+    split_or_none,
+)
+
 TRAINERS: dict[str, str] = {
-    "probe": "explorer.heads.cli:train_probe_main",
-    "segmentation": "explorer.heads.cli:train_segmentation_main",
-    "detection": "explorer.heads.detection_cli:train_detection_main",
+    "probe": "explorer.cli.train_head:train_probe_main",
+    "segmentation": "explorer.cli.train_head:train_segmentation_main",
+    "detection": "explorer.cli.train_detection:train_detection_main",
 }
-
-
-def common_parser(task: str, description: str = "") -> argparse.ArgumentParser:
-    """The flags every head trainer shares."""
-    p = argparse.ArgumentParser(prog=f"python -m explorer train-head {task}", description=description)
-    p.add_argument("--data", required=True, help="dataset folder (the offline world root, or one format's root)")
-    p.add_argument("--format", choices=("imagefolder", "voc", "coco"), default=None,
-                   help="dataset layout (default: the first one found that suits the task)")
-    p.add_argument("--model", default=None,
-                   help="backbone source: bundled, a local HF folder, a hub id or timm:<name> (default: bundled)")
-    p.add_argument("--out", default=None, help="output folder (default: pretrained_heads/<backbone-slug>)")
-    p.add_argument("--name", default=task, help="head file stem inside --out")
-    p.add_argument("--size", type=int, default=224, help="square input size in pixels (multiple of the patch size)")
-    p.add_argument("--layer", type=int, default=None, help="1-based backbone block (default: last)")
-    p.add_argument("--train-split", default="train")
-    p.add_argument("--val-split", default="val", help="scored after training and recorded in the card ('' to skip)")
-    p.add_argument("--batch-size", type=int, default=32, help="backbone batch size for feature extraction")
-    p.add_argument("--cache-dir", default=None, help="feature cache folder (default: $EXPLORER_CACHE or .cache/)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    return p
-
-
-def extraction_kwargs(a: argparse.Namespace, patches: bool) -> dict[str, Any]:
-    """`extract_features` options from the common parser's arguments (one place for every head CLI)."""
-    return {"size": a.size, "layer": a.layer, "patches": patches, "batch_size": a.batch_size,
-            "cache_dir": a.cache_dir, "progress": not a.no_progress}
-
-
-def open_backbone(source: str | None, strict: bool = True) -> Any:
-    """Load the backbone or exit with the loader's message; with ``strict`` an explicit source that
-    fell back to another model is an error (a head for the wrong backbone is worse than none)."""
-    from explorer.backbone import load_backbone
-
-    res = load_backbone(source)
-    if res.backbone is None:
-        raise SystemExit(f"error: could not load a backbone: {res.message}")
-    requested = getattr(res, "requested", source) or "bundled"
-    if strict and requested != "bundled" and res.fell_back:
-        raise SystemExit(f"error: requested backbone {requested!r} is unavailable: {res.message}")
-    print(res.message, file=sys.stderr)
-    return res.backbone
-
-
-def heads_out_dir(out: str | None, backbone: Any) -> Path:
-    from explorer.heads.io import default_heads_dir
-
-    return Path(out) if out else default_heads_dir(backbone.model_id)
-
-
-def _split_exists(loader: Any, *args: Any) -> Any:
-    try:
-        return loader(*args)
-    except (FileNotFoundError, KeyError):
-        return None
-
-
-def _clean_metrics(m: dict[str, Any]) -> dict[str, Any]:
-    """JSON-friendly subset of a metrics dict (drops arrays such as confusion matrices)."""
-    out = {}
-    for k, v in m.items():
-        if isinstance(v, np.ndarray):
-            continue
-        if isinstance(v, float) and v != v:
-            v = None
-        out[k] = v
-    return out
 
 
 # --------------------------------------------------------------------------- probe
@@ -109,7 +50,7 @@ def train_probe_main(argv: list[str]) -> int:
     fmt = a.format or guess_format(a.data, "probe")
     backbone = open_backbone(a.model)
     train = load_classification(a.data, a.train_split, fmt)
-    val = _split_exists(load_classification, a.data, a.val_split, fmt) if a.val_split else None
+    val = split_or_none(load_classification, a.data, a.val_split, fmt) if a.val_split else None
     kw = extraction_kwargs(a, patches=False)
     ftr = extract_features(backbone, train.paths, train.root, desc=f"{a.train_split} features", **kw)
     fval = extract_features(backbone, val.paths, val.root, desc=f"{a.val_split} features", **kw) if val else None
@@ -132,7 +73,7 @@ def train_probe_main(argv: list[str]) -> int:
     if fval is not None:
         m = classification_metrics(val.labels, predict_proba(best, xval), best.class_names)
         m.pop("y_pred")
-        metrics[a.val_split] = _clean_metrics(m)
+        metrics[a.val_split] = clean_metrics(m)
     train_acc = float((predict_proba(best, xtr).argmax(1) == train.labels).mean())
     recipe = {
         "method": "multinomial logistic regression on standardised CLS features (sklearn lbfgs, L2)",
@@ -181,7 +122,7 @@ def train_segmentation_main(argv: list[str]) -> int:
     backbone = open_backbone(a.model)
     label_size = a.label_scale * (a.size // backbone.patch_size)
     train = load_segmentation(a.data, a.train_split)
-    val = _split_exists(load_segmentation, a.data, a.val_split) if a.val_split else None
+    val = split_or_none(load_segmentation, a.data, a.val_split) if a.val_split else None
     kw = extraction_kwargs(a, patches=True)
     ftr = extract_features(backbone, train.image_paths, train.root, desc=f"{a.train_split} features", **kw)
     masks = load_masks(train.mask_paths, label_size)
@@ -205,7 +146,7 @@ def train_segmentation_main(argv: list[str]) -> int:
     head.card = {"layer": backbone.resolve_layer(a.layer), "input_size": a.size}  # for evaluate_segmentation
     if val is not None:
         m = evaluate_segmentation(backbone, head, val, a.size, a.cache_dir, progress=not a.no_progress)
-        metrics[a.val_split] = _clean_metrics(m)
+        metrics[a.val_split] = clean_metrics(m)
     recipe = {
         "arch": a.arch, "epochs": a.epochs, "lr": a.lr, "weight_decay": a.weight_decay, "optimizer": "AdamW",
         "schedule": "cosine", "batch_size": a.train_batch, "loss": "cross-entropy, ignore_index 255",

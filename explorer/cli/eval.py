@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from explorer.cli.common import detection_predictor, open_backbone
 from explorer.eval import tasks
 
 REPORT_ROOT = Path("runs") / "eval"
@@ -120,25 +121,9 @@ def run_segmentation(a: argparse.Namespace, backbone: Any) -> tuple[dict, str]:
     return m, "\n".join(md) + "\n"
 
 
-def _detection_predict(detection: Any) -> Callable[[Any, Any, tuple[int, int]], list[dict]]:
-    """COCOeval ranks by score, so keep low-score boxes (the UI's slider filters them, eval must not)."""
-
-    def fn(head: Any, grids: Any, input_size: tuple[int, int]) -> list[dict]:
-        try:
-            return detection.predict(head, grids, input_size, score_threshold=0.001)
-        except TypeError:
-            return detection.predict(head, grids)
-
-    return fn
-
-
 def run_detection(a: argparse.Namespace, backbone: Any) -> tuple[dict, str]:
     from explorer.eval.datasets import guess_format, load_boxes
-
-    try:
-        from explorer.heads import detection
-    except ImportError as e:
-        raise SystemExit(f"error: the detection head module is unavailable ({e})") from e
+    from explorer.heads import detection
     a.format = a.format or guess_format(a.data, "detection")
     try:
         head = detection.load_head(a.heads, backbone, a.name) if a.name else detection.load_head(a.heads, backbone)
@@ -148,7 +133,7 @@ def run_detection(a: argparse.Namespace, backbone: Any) -> tuple[dict, str]:
     if list(getattr(head, "class_names", data.class_names)) != list(data.class_names):
         raise SystemExit(f"error: dataset classes ({len(data.class_names)}) differ from the detection head's "
                          f"({len(head.class_names)})")
-    m = tasks.evaluate_detection(backbone, head, data, _detection_predict(detection), a.size,
+    m = tasks.evaluate_detection(backbone, head, data, detection_predictor(), a.size,
                                  cache_dir=a.cache_dir, progress=not a.no_progress)
     md = _header("Object detection evaluation (COCO protocol, pycocotools)", a, backbone,
                  [("Head", f"`{a.heads}`"), ("Input size", m["input_size"])])
@@ -242,7 +227,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from explorer.heads.cli import open_backbone
     from explorer.heads.io import HeadMismatchError, backbone_slug, default_heads_dir, update_card_metrics
 
     a = build_parser().parse_args(argv)
