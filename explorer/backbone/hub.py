@@ -90,12 +90,13 @@ def _classify(error: Exception, repo_id: str) -> HubError:
 
     status = getattr(getattr(error, "response", None), "status_code", None)
     text = str(error)
+    if status == 404 or (status is None and isinstance(error, (errors.RepositoryNotFoundError,
+                                                                 errors.RevisionNotFoundError,
+                                                                 errors.EntryNotFoundError))):
+        return HubError(f"the hub has no '{repo_id}' (HTTP 404): check the spelling", "missing")
     if isinstance(error, errors.GatedRepoError) or status in (401, 403) or "gated" in text.lower():
         return HubError(f"'{repo_id}' is gated or needs a token (HTTP {status or 401}): accept its licence on "
                         "its hub page and set HF_TOKEN", "gated")
-    if isinstance(error, (errors.RepositoryNotFoundError, errors.RevisionNotFoundError,
-                          errors.EntryNotFoundError)) or status == 404:
-        return HubError(f"the hub has no '{repo_id}' (HTTP 404): check the spelling", "missing")
     return HubError(f"could not download '{repo_id}' ({type(error).__name__})", "other")
 
 

@@ -189,13 +189,18 @@ def _create_timm(name: str, architecture: str, dtype: torch.dtype, **kwargs) -> 
 
 def _hub_error(error: HubError, source: str) -> SourceUnavailable:
     message = str(error)
+    known = [e.source for e in catalog.entries()]
     if error.reason == "gated":
         entry = catalog.find(source)
         alternative = entry.ungated_alternative if entry else None
-        message += f", or use the ungated copy '{alternative}'" if alternative else f", or use an {UNGATED_HINT}"
+        message += f", or use the ungated copy '{alternative}'." if alternative else f", or use an {UNGATED_HINT}."
     elif error.reason == "missing":
-        message += _suggest(source, [e.source for e in catalog.entries()]) or f". {SOURCE_HELP}"
-    return SourceUnavailable(message[0].upper() + message[1:] + ("" if message.endswith((".", "?")) else "."))
+        message += "." + (_suggest(source, known) or f" {SOURCE_HELP}")
+    elif error.reason == "offline" and catalog.find(source) is None:
+        message += "." + _suggest(source, known)
+    else:
+        message += "."
+    return SourceUnavailable(message[0].upper() + message[1:])
 
 
 def _check_known_size(source: str, device: torch.device) -> None:
@@ -228,7 +233,10 @@ def load_timm(name: str, device: torch.device | None = None, precision: str | No
         raise SourceUnavailable(f"timm has no model '{name}'.{_suggest(name, known) or ' ' + SOURCE_HELP}")
     if timm_family(name) is None:
         raise SourceUnavailable(f"'{source}' is not a DINOv2/DINOv3 model. {SOURCE_HELP}")
-    pretrained = timm.models.get_pretrained_cfg(name, allow_unregistered=False)
+    try:
+        pretrained = timm.models.get_pretrained_cfg(name, allow_unregistered=False)
+    except RuntimeError:  # an architecture timm knows, with a tag it does not
+        pretrained = None
     if pretrained is None or not pretrained.hf_hub_id:
         tags = timm.list_pretrained(f"{architecture}.*")
         raise SourceUnavailable(f"timm has no weights named '{name}'."
