@@ -215,9 +215,33 @@ def find(source: str) -> Entry | None:
     return None
 
 
-def choices(gated: bool = True) -> list[tuple[str, str]]:
-    """(label, source) pairs for a dropdown; `gated=False` leaves out the sources that need HF_TOKEN."""
-    return [(entry.label(), entry.source) for entry in entries() if gated or not entry.gated]
+LOCAL_CHOICES = [
+    ("Automatic: real DINOv3 ViT-S/16 (timm copy) when the hub answers or it is cached, else the bundled model",
+     "auto"),
+    ("Bundled tiny model (offline; trained on synthetic scenes, features close to noise on photos)", "bundled"),
+]
+
+
+def choices(gated: bool = True, local: bool = True) -> list[tuple[str, str]]:
+    """(label, source) pairs for a dropdown: "auto" and "bundled" first (`local`), then every catalogue
+    source; `gated=False` leaves out the sources that need HF_TOKEN."""
+    listed = [(entry.label(), entry.source) for entry in entries() if gated or not entry.gated]
+    return (LOCAL_CHOICES if local else []) + listed
+
+
+def markdown_table() -> str:
+    """The catalogue as a Markdown table (docs/MODELS.md)."""
+    lines = ["| source | family | size | data | params | download | RAM fp32 / bf16 | CPU ms @448 | token |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for e in entries():
+        info = e.info()
+        ms = "—" if e.forward_ms_448 is None else f"{e.forward_ms_448:,.0f}"
+        lines.append(
+            f"| `{e.source}` | {FAMILY_NAMES[e.family]}{' +reg' if e.family == DINOV2 and e.registers else ''}"
+            f"{' (' + e.variant + ')' if e.variant else ''} | {e.size} | {e.pretrain} | {info['params_m']:,} M | "
+            f"{format_mb(e.download_mb)} | {format_mb(e.memory_mb)} / {format_mb(info['memory_mb_bf16'])} | {ms} | "
+            f"{'HF_TOKEN' if e.gated else 'none'} |")
+    return "\n".join(lines)
 
 
 def count_params(arch: str, library: str) -> int:
@@ -259,5 +283,8 @@ def write_params(path: Path = CATALOG_JSON) -> dict:
 if __name__ == "__main__":
     if "--write" in sys.argv:
         write_params()
-    for entry in entries():
-        print(entry.label())
+    if "--markdown" in sys.argv:
+        print(markdown_table())
+    else:
+        for entry in entries():
+            print(entry.label())

@@ -84,7 +84,7 @@ def cached_file(repo_id: str, filename: str) -> Path | None:
         return None
 
 
-def _classify(error: Exception, repo_id: str) -> HubError:
+def _classify(error: Exception, repo_id: str) -> HubError:  # repo_id: as the user named it
     """One line a user can act on; never the server's own paths or a traceback."""
     from huggingface_hub import errors
 
@@ -121,16 +121,16 @@ def fetch_snapshot(repo_id: str, patterns: list[str] | None = None) -> Path:
         raise _classify(error, repo_id) from error
 
 
-def fetch_file(repo_id: str, filename: str) -> Path:
-    """One file: local cache, else a download when the hub answers."""
+def fetch_file(repo_id: str, filename: str, label: str | None = None) -> Path:
+    """One file: local cache, else a download when the hub answers. Messages name `label` (default: the repo)."""
     from huggingface_hub import hf_hub_download
 
     path = cached_file(repo_id, filename)
     if path is not None:
         return path
     if not hub_reachable():
-        raise _not_reachable(repo_id)
+        raise _not_reachable(label or repo_id)
     try:
         return Path(hf_hub_download(repo_id, filename, token=os.environ.get("HF_TOKEN") or None, etag_timeout=5))
     except Exception as error:  # noqa: BLE001
-        raise _classify(error, repo_id) from error
+        raise _classify(error, label or repo_id) from error

@@ -243,7 +243,7 @@ def load_timm(name: str, device: torch.device | None = None, precision: str | No
                                 + (f" Its weights: {', '.join(tags)}." if tags else ""))
     _check_known_size(source, device)
     try:
-        weights = fetch_file(pretrained.hf_hub_id, "model.safetensors")
+        weights = fetch_file(pretrained.hf_hub_id, "model.safetensors", label=source)
     except HubError as error:
         raise _hub_error(error, source) from error
     dtype = _dtype_for(safetensors_params([weights], f"'{source}'"), f"'{source}'", device)
