@@ -26,7 +26,7 @@ CATALOG_JSON = Path(__file__).with_name("catalog.json")
 TIMM_PREFIX = "timm:"
 STORED_BYTES = 4  # the released safetensors hold float32
 LOAD_OVERHEAD = 1.2  # weights × this: the copy made while loading plus activations at 448 px
-PROCESS_BASE_MB = 600  # a fresh process with torch + transformers + timm imported (see docs/MODELS.md)
+PROCESS_BASE_MB = 1050  # peak RSS of a fresh process minus 1.2 x its weights: 1000-1090 MB (benchmarks/families.py)
 GATED_HINT = "gated: accept the licence on its hub page and set HF_TOKEN"
 
 def _dinov3_vit(size: str, timm_name: str, **fields) -> dict:

@@ -153,7 +153,7 @@ def load_folder(folder: Path, model_id: str | None = None, device: torch.device 
                 f"{label} holds a '{model_type or 'unknown'}' model; the explorer reads DINOv3 ViT/ConvNeXt and "
                 f"DINOv2 models. {SOURCE_HELP}"
             )
-    elif timm_family(str(config.get("architecture", "")) + "." + str(config.get("pretrained_cfg", {}).get("tag", ""))) is None:
+    elif timm_family(_timm_folder_name(config)) is None:
         raise SourceUnavailable(f"{label} holds timm '{config.get('architecture')}', not a DINOv2/DINOv3 model.")
     files = _weight_files(folder, label)
     dtype = _dtype_for(safetensors_params(files, label), label, device)
@@ -176,6 +176,12 @@ def load_folder(folder: Path, model_id: str | None = None, device: torch.device 
         return Backbone.from_model(model, model_id, mean=mean, std=std, device=device, precision=precision)
     except UnsupportedModel as error:
         raise SourceUnavailable(f"{label} {error}.") from error
+
+
+def _timm_folder_name(config: dict) -> str:
+    """`architecture.tag` of a timm `save_for_hf` config (ConvNeXt says "dinov3" only in its tag)."""
+    pretrained = config.get("pretrained_cfg") if isinstance(config.get("pretrained_cfg"), dict) else {}
+    return f"{config.get('architecture', '')}.{pretrained.get('tag', '')}"
 
 
 def _create_timm(name: str, architecture: str, dtype: torch.dtype, **kwargs) -> torch.nn.Module:

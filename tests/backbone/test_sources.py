@@ -198,3 +198,10 @@ def test_bf16_is_used_where_only_it_fits(tiny_model_dir: Path, monkeypatch: pyte
     monkeypatch.setattr(memory, "bf16_supported", lambda device: False)
     with pytest.raises(SourceUnavailable, match="no native bf16"):
         load_source(str(tiny_model_dir))
+
+
+def test_timm_folder_of_another_model_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet50", "pretrained_cfg": {"tag": "a1_in1k"}}))
+    with pytest.raises(SourceUnavailable, match="timm 'resnet50', not a DINOv2/DINOv3 model") as error:
+        load_source(str(tmp_path))
+    one_line(error)
