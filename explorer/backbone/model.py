@@ -45,7 +45,9 @@ class Backbone:
         self.adapter = adapter
         self.model = adapter.model.eval().to(self.device)
         self.model_id = model_id
-        self.precision = resolve_precision(precision, self.device)
+        weights_dtype = next(self.model.parameters()).dtype
+        # bf16 weights (loaded so to fit in memory) make every forward a bf16 one, whatever was asked.
+        self.precision = "bf16" if weights_dtype == torch.bfloat16 else resolve_precision(precision, self.device)
         self.cache = FeatureCache(cache_entries)
         self._fingerprint: str | None = None
         for parameter in self.model.parameters():
@@ -195,10 +197,8 @@ class Backbone:
         in bf16 to fit in memory); the tokens always come back float32.
         """
         layer = self.resolve_layer(layer)
-        weights_dtype = next(self.model.parameters()).dtype
-        pixel_values = pixel_values.to(self.device, weights_dtype)
-        bf16 = self.precision == "bf16" or weights_dtype == torch.bfloat16
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+        pixel_values = pixel_values.to(self.device, next(self.model.parameters()).dtype)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             cls_token, registers, patches = self.adapter.tokens(pixel_values, layer)
         return cls_token.float().cpu(), registers.float().cpu(), patches.float().cpu()
 

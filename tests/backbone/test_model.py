@@ -128,6 +128,7 @@ def test_bf16_weights_load_and_return_float32(tiny_model_dir: Path) -> None:
     weights_bf16 = Backbone.from_model(load_source(str(tiny_model_dir)).model.to(torch.bfloat16), "bf16-weights",
                                        precision="fp32")
     image = random_image(64, 96, seed=5)
+    assert weights_bf16.precision == "bf16"  # so its features are cached apart from fp32 ones
     a, b = fp32.extract(image, size=96), weights_bf16.extract(image, size=96)
     assert b.patches.dtype == torch.float32
     assert float(torch.nn.functional.cosine_similarity(a.flat(), b.flat(), dim=-1).min()) >= 0.99
