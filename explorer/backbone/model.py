@@ -1,7 +1,8 @@
-"""`Backbone`: one wrapper over transformers' DINOv3ViTModel and timm's DINOv3 copies.
+"""`Backbone`: one wrapper over every supported DINO family (see `explorer.backbone.families`).
 
-It owns preprocessing, the token split and the feature cache, so the rest of the app never
-touches a model directly and never runs a second forward for an image it has already seen.
+It owns preprocessing, the token split (through the family's adapter), the precision of the forward
+and the feature cache, so the rest of the app never touches a model directly and never runs a second
+forward for an image it has already seen.
 """
 
 from __future__ import annotations
@@ -14,16 +15,11 @@ import torch
 from PIL import Image
 
 from explorer.backbone.cache import FeatureCache, image_key
+from explorer.backbone.families import FAMILY_NAMES, Adapter, TokenSplit, adapt
 from explorer.backbone.features import Features
-from explorer.backbone.preprocess import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PIXELS_RECIPE,
-    preprocess,
-    preprocess_many,
-)
+from explorer.backbone.precision import resolve_precision
+from explorer.backbone.preprocess import PIXELS_RECIPE, preprocess, preprocess_many
 
-TokenSplit = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 # Config entries that say how a model was saved or loaded, not what it computes.
 NON_ARCHITECTURE_KEYS = {"transformers_version", "dtype", "torch_dtype", "architectures", "name_or_path"}
 
@@ -34,35 +30,24 @@ def default_device() -> torch.device:
 
 
 class Backbone:
-    """A frozen DINOv3 ViT plus everything needed to turn an image into `Features`."""
+    """A frozen DINO backbone plus everything needed to turn an image into `Features`."""
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        adapter: Adapter,
         model_id: str,
         *,
-        patch_size: int,
-        num_registers: int,
-        num_layers: int,
-        hidden_size: int,
-        config: dict,
-        kind: str = "transformers",
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
         device: torch.device | None = None,
+        precision: str | None = None,
         cache_entries: int = 32,
     ) -> None:
         self.device = device or default_device()
-        self.model = model.eval().to(self.device)
+        self.adapter = adapter
+        self.model = adapter.model.eval().to(self.device)
         self.model_id = model_id
-        self.patch_size = patch_size
-        self.num_registers = num_registers
-        self.num_layers = num_layers
-        self.hidden_size = hidden_size
-        self.kind = kind
-        self.mean = tuple(mean)
-        self.std = tuple(std)
-        self.config = config
+        weights_dtype = next(self.model.parameters()).dtype
+        # bf16 weights (loaded so to fit in memory) make every forward a bf16 one, whatever was asked.
+        self.precision = "bf16" if weights_dtype == torch.bfloat16 else resolve_precision(precision, self.device)
         self.cache = FeatureCache(cache_entries)
         self._fingerprint: str | None = None
         for parameter in self.model.parameters():
@@ -74,51 +59,83 @@ class Backbone:
         cls,
         model: torch.nn.Module,
         model_id: str,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         device: torch.device | None = None,
+        precision: str | None = None,
     ) -> Backbone:
-        """Wrap an in-memory transformers `DINOv3ViTModel` (tests, training, evaluation)."""
-        config = model.config
-        return cls(
-            model,
-            model_id,
-            patch_size=int(config.patch_size),
-            num_registers=int(getattr(config, "num_register_tokens", 0) or 0),
-            num_layers=int(config.num_hidden_layers),
-            hidden_size=int(config.hidden_size),
-            config=config.to_dict(),
-            mean=mean,
-            std=std,
-            device=device,
-        )
+        """Wrap an in-memory transformers or timm DINO model (tests, training, evaluation).
 
-    @classmethod
-    def from_timm(cls, model: torch.nn.Module, model_id: str, device: torch.device | None = None) -> Backbone:
-        """Wrap a timm DINOv3 (`Eva`) model; its prefix tokens are CLS + registers."""
-        pretrained_cfg = getattr(model, "pretrained_cfg", {}) or {}
-        patch = model.patch_embed.patch_size
-        patch_size = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
-        config = {
-            "timm_name": model_id,
-            "embed_dim": int(model.embed_dim),
-            "depth": len(model.blocks),
-            "num_prefix_tokens": int(model.num_prefix_tokens),
-            "patch_size": patch_size,
-        }
-        return cls(
-            model,
-            model_id,
-            patch_size=patch_size,
-            num_registers=int(model.num_prefix_tokens) - 1,
-            num_layers=len(model.blocks),
-            hidden_size=int(model.embed_dim),
-            config=config,
-            kind="timm",
-            mean=pretrained_cfg.get("mean", IMAGENET_MEAN),
-            std=pretrained_cfg.get("std", IMAGENET_STD),
-            device=device,
-        )
+        Mean/std default to the weights' own (timm's pretrained config; SAT-493M's for a `sat493m` id;
+        else ImageNet's).
+        """
+        return cls(adapt(model, model_id, mean, std), model_id, device=device, precision=precision)
+
+    from_timm = from_model  # one constructor for both libraries; the adapter tells them apart
+
+    # ------------------------------------------------------------------ description
+    @property
+    def family(self) -> str:
+        """"dinov3-vit", "dinov3-convnext" or "dinov2"."""
+        return self.adapter.family
+
+    @property
+    def family_name(self) -> str:
+        return FAMILY_NAMES[self.adapter.family]
+
+    @property
+    def library(self) -> str:
+        """"transformers" or "timm"."""
+        return self.adapter.library
+
+    kind = library
+
+    @property
+    def patch_size(self) -> int:
+        """Input sides are multiples of this; the grid stride of the last layer (ConvNeXt: 32)."""
+        return self.adapter.patch_size
+
+    @property
+    def num_registers(self) -> int:
+        return self.adapter.num_registers
+
+    @property
+    def has_registers(self) -> bool:
+        return self.adapter.has_registers
+
+    @property
+    def has_cls(self) -> bool:
+        """True for every family; ConvNeXt's "CLS" is its pooled token."""
+        return self.adapter.has_cls
+
+    @property
+    def num_layers(self) -> int:
+        """ViT blocks, or ConvNeXt stages."""
+        return self.adapter.num_layers
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the last layer (ConvNeXt stages are narrower: see `dim`)."""
+        return self.adapter.hidden_size
+
+    def dim(self, layer: int | None = None) -> int:
+        return self.adapter.dim(self.resolve_layer(layer))
+
+    def stride(self, layer: int | None = None) -> int:
+        """Pixels per grid cell at `layer` (ViT: the patch; ConvNeXt stage k: 4 * 2**(k-1))."""
+        return self.adapter.stride(self.resolve_layer(layer))
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.adapter.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.adapter.std
+
+    @property
+    def config(self) -> dict:
+        return self.adapter.config
 
     # ------------------------------------------------------------------ identity
     @property
@@ -137,13 +154,26 @@ class Backbone:
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
+    @property
+    def feature_id(self) -> str:
+        """Model id plus forward precision: the key part that keeps bf16 and fp32 features apart."""
+        return f"{self.model_id}@{self.precision}"
+
     def resolve_layer(self, layer: int | None) -> int:
-        """1-based block index; None or out-of-range values are clamped, negatives count from the end."""
+        """1-based layer; None = the last; -1 … -n count from the end. Anything else raises ValueError."""
+        count = self.num_layers
         if layer is None:
-            return self.num_layers
-        if layer < 0:
-            layer = self.num_layers + 1 + layer
-        return max(1, min(self.num_layers, int(layer)))
+            return count
+        if isinstance(layer, bool) or int(layer) != layer:
+            raise ValueError(f"layer must be a whole number, not {layer!r}")
+        layer = int(layer)
+        if 1 <= layer <= count:
+            return layer
+        if -count <= layer <= -1:
+            return count + 1 + layer
+        unit = "stages" if self.family == "dinov3-convnext" else "layers"
+        raise ValueError(f"layer {layer} is out of range for {self.model_id} ({count} {unit}): "
+                         f"use 1..{count}, -{count}..-1 from the end, or None for the last")
 
     # ------------------------------------------------------------------ forward
     def preprocess(self, image: Image.Image, size: int) -> torch.Tensor:
@@ -163,34 +193,19 @@ class Backbone:
     def forward_batch(self, pixel_values: torch.Tensor, layer: int | None = None) -> TokenSplit:
         """(B, 3, H, W) -> cls (B, d), registers (B, r, d), patches (B, h, w, d) on CPU, float32.
 
-        Every layer gets the final LayerNorm, like DINOv2/3's `get_intermediate_layers(norm=True)`,
-        so intermediate and last layers live on the same scale.
+        bf16 precision runs the forward under autocast (the weights' own dtype when they were loaded
+        in bf16 to fit in memory); the tokens always come back float32.
         """
         layer = self.resolve_layer(layer)
-        pixel_values = pixel_values.to(self.device, torch.float32)
-        batch, _, height, width = pixel_values.shape
-        grid_h, grid_w = height // self.patch_size, width // self.patch_size
-        if self.kind == "timm":
-            (patch_tokens, prefix), = self.model.forward_intermediates(
-                pixel_values, indices=[layer - 1], return_prefix_tokens=True, norm=True,
-                output_fmt="NLC", intermediates_only=True,
-            )
-            cls_token, registers = prefix[:, 0], prefix[:, 1:]
-        else:
-            if layer == self.num_layers:
-                tokens = self.model(pixel_values=pixel_values).last_hidden_state
-            else:
-                hidden = self.model(pixel_values=pixel_values, output_hidden_states=True).hidden_states
-                tokens = self.model.norm(hidden[layer])
-            start = 1 + self.num_registers
-            cls_token, registers, patch_tokens = tokens[:, 0], tokens[:, 1:start], tokens[:, start:]
-        patches = patch_tokens.reshape(batch, grid_h, grid_w, -1)
+        pixel_values = pixel_values.to(self.device, next(self.model.parameters()).dtype)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            cls_token, registers, patches = self.adapter.tokens(pixel_values, layer)
         return cls_token.float().cpu(), registers.float().cpu(), patches.float().cpu()
 
     def extract(self, image: Image.Image, size: int = 448, layer: int | None = None) -> Features:
-        """Features of one image, from the cache when this (image, model, size, layer) was seen."""
+        """Features of one image, from the cache when this (image, model, precision, size, layer) was seen."""
         layer = self.resolve_layer(layer)
-        key = (image_key(image), self.model_id, int(size), layer)
+        key = (image_key(image), self.feature_id, int(size), layer)
 
         def compute() -> Features:
             pixel_values = self.preprocess(image, size)
@@ -201,7 +216,7 @@ class Backbone:
                 patches=patches[0],
                 layer=layer,
                 input_size=(int(pixel_values.shape[2]), int(pixel_values.shape[3])),
-                patch_size=self.patch_size,
+                patch_size=self.adapter.stride(layer),
                 model_id=self.model_id,
                 image_size=(image.height, image.width),
             )
