@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from explorer.backbone.cache import FeatureCache, image_key
+from explorer.backbone.cache import LRU, image_key
 from explorer.backbone.features import Features
 from explorer.backbone.preprocess import IMAGENET_MEAN, IMAGENET_STD, PIXELS_RECIPE, preprocess, preprocess_many
 
@@ -57,7 +57,7 @@ class Backbone:
         self.mean = tuple(mean)
         self.std = tuple(std)
         self.config = config
-        self.cache = FeatureCache(cache_entries)
+        self.cache: LRU[tuple, Features] = LRU(cache_entries, name="features")
         self._fingerprint: str | None = None
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
@@ -200,4 +200,4 @@ class Backbone:
                 image_size=(image.height, image.width),
             )
 
-        return self.cache.get_or_compute(key, compute)
+        return self.cache.get_or_make(key, compute)

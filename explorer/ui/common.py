@@ -41,6 +41,21 @@ def safe_image(**kwargs: Any) -> gr.Image:
     return image
 
 
+def checked_by_service(component: gr.Slider | gr.Dropdown) -> gr.Slider | gr.Dropdown:
+    """Let a slider's or dropdown's raw value through; `ExplorerService` checks it against the model asked for.
+
+    Why: Gradio checks an API value against the component's startup bounds and choices, so a
+    call naming a 24-layer model was refused above the start model's depth ("Value 12 is greater
+    than maximum value 6"), and an off-list model got Gradio's wording instead of the allow-list
+    sentence. The service, which knows the model a call names, is the one place that decides.
+    """
+    def preprocess(payload: Any) -> Any:
+        return payload
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
+
+
 @dataclass
 class Refresh:
     """A view to re-render whenever the features change (new image, size, layer or model)."""

@@ -12,12 +12,17 @@ import gradio as gr
 
 from explorer.backbone import DEFAULT_HUB_ID
 from explorer.ui import classification, detection, gram, pca, segmentation, similarity, tokencut
-from explorer.ui.common import Inputs, guard, safe_image
-from explorer.ui.service import DEFAULT_SIZE, SIZES, ExplorerService, UserError
+from explorer.ui.common import Inputs, checked_by_service, guard, safe_image
+from explorer.ui.policy import ModelPolicy
+from explorer.ui.service import DEFAULT_SIZE, SIZES, ExplorerService, Notify, UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
 MODEL_CHOICES = ["bundled", DEFAULT_HUB_ID, "timm:vit_small_patch16_dinov3.lvd1689m"]
+# Gradio's sweep of its temp files (uploads and rendered frames): (every, older than) seconds.
+DELETE_CACHE_LOCAL = (3600, 3600)
+PROGRESS = gr.Progress()  # a marker default: Gradio hands each call its own tracker in its place
+DELETE_CACHE_PUBLIC = (600, 1800)  # strangers upload all day: a decoded upload stays usable from memory
 
 INTRO = """# DINOv3 Explorer
 Upload a photo (or pick an example): the backbone runs **once**, then every click and slider below
@@ -37,24 +42,29 @@ def build_tabs(inp: Inputs) -> None:
     classification.build_tab(inp)
 
 
-def features_view(svc: ExplorerService, image: Any, model: str, size: float, layer: float) -> tuple[str, dict, str]:
+def features_view(
+    svc: ExplorerService, image: Any, model: str, size: float, layer: float, notify: Notify | None = None
+) -> tuple[str, dict, str]:
     """Run (or fetch) the features; never raises so the status line can show what went wrong.
 
     Returns (status markdown, summary dict, image key); the key is "" when the request failed,
-    which tells the chained tab refreshes to skip.
+    which tells the chained tab refreshes to skip. `notify` hears of a model load or forward.
     """
-    load = svc.load_model(model)
+    load = svc.load_model(model, notify)
     model_line = _model_line(load)
+    if load.backbone is None:
+        return model_line, {"error": load.message}, ""
     if image is None:
         return f"{model_line}\n\nUpload an image or pick an example.", {}, ""
     try:
-        p = svc.prepare(image, model, size, layer)
+        p = svc.prepare(image, model, size, layer, notify)
     except UserError as err:
         return f"{model_line}\n\n⚠️ **{err}**", {"error": str(err)}, ""
     f = p.features
     h, w = f.grid
+    oh, ow = p.entry.image_hw
     notes = "; ".join(p.entry.notes)
-    status = (f"{model_line}\n\nImage {p.entry.original_size[0]}×{p.entry.original_size[1]} → model input "
+    status = (f"{model_line}\n\nImage {ow}×{oh} → model input "
               f"{f.input_size[1]}×{f.input_size[0]} px = {h}×{w} patches, layer {f.layer}/{p.backbone.num_layers}."
               + (f" Note: {notes}." if notes else ""))
     summary = {
@@ -64,6 +74,11 @@ def features_view(svc: ExplorerService, image: Any, model: str, size: float, lay
         "notes": p.entry.notes,
     }
     return status, summary, p.entry.key
+
+
+def progress_notify(progress: gr.Progress) -> Notify:
+    """A `Notify` that shows the step in Gradio's progress indicator (steps of unknown total)."""
+    return lambda message: progress((0, None), desc=message)
 
 
 def _model_line(load: Any) -> str:
@@ -78,17 +93,27 @@ def _model_line(load: Any) -> str:
     return text
 
 
-def build_app(service: ExplorerService | None = None, default_source: str | None = None) -> gr.Blocks:
-    """The whole Blocks app. The default model is loaded here so the layer picker has its range."""
-    svc = service or ExplorerService(default_source)
-    source = default_source or svc.default_source
+def build_app(service: ExplorerService | None = None, default_source: str | None = None,
+              public: bool = False) -> gr.Blocks:
+    """The whole Blocks app. The default model is loaded here so the layer picker has its range.
+
+    `public` (or the service's policy) restricts the model box to the allow-list; sliders and the
+    model box pass raw values so the service checks them against the model each call names.
+    """
+    source = default_source or (service.default_source if service else None) or "bundled"
+    svc = service or ExplorerService(source, policy=ModelPolicy.from_env(public, source))
+    public = svc.policy.public
     load = svc.load_model(source)
     num_layers = load.backbone.num_layers if load.backbone else 12
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
-    choices = MODEL_CHOICES if source in MODEL_CHOICES else [source, *MODEL_CHOICES]
+    if public:
+        choices, custom = list(svc.policy.allowed), False
+        model_info = "the models this server offers"
+    else:
+        choices, custom = (MODEL_CHOICES if source in MODEL_CHOICES else [source, *MODEL_CHOICES]), True
+        model_info = "bundled · a local folder path · a hub id (needs HF_TOKEN) · timm:<name>"
 
-    # Every rendered frame is a file in Gradio's cache; sweep files older than an hour, hourly.
-    with gr.Blocks(title="DINOv3 Explorer", delete_cache=(3600, 3600)) as demo:
+    with gr.Blocks(title="DINOv3 Explorer", delete_cache=DELETE_CACHE_PUBLIC if public else DELETE_CACHE_LOCAL) as demo:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
@@ -96,32 +121,41 @@ def build_app(service: ExplorerService | None = None, default_source: str | None
                                   elem_id="input-image")
                 if examples:
                     gr.Examples(examples, inputs=image, label="Examples (CC0 / public domain)")
-                model = gr.Dropdown(choices, value=source, allow_custom_value=True, label="Model",
-                                    info="bundled · a local folder path · a hub id (needs HF_TOKEN) · timm:<name>")
-                size = gr.Slider(SIZES[0], SIZES[1], value=DEFAULT_SIZE, step=SIZES[2],
-                                 label="Resolution (longer side, px)")
-                layer = gr.Slider(1, num_layers, value=num_layers, step=1, label="Layer (1 … last)")
+                model = checked_by_service(gr.Dropdown(choices, value=source, allow_custom_value=custom,
+                                                       label="Model", info=model_info))
+                size = checked_by_service(gr.Slider(SIZES[0], SIZES[1], value=DEFAULT_SIZE, step=SIZES[2],
+                                                    label="Resolution (longer side, px)"))
+                layer = checked_by_service(gr.Slider(1, num_layers, value=num_layers, step=1,
+                                                     label="Layer (1 … last)"))
                 status = gr.Markdown(_model_line(load), elem_id="status")
                 summary = gr.JSON(label="Features", visible=False)
                 key = gr.State("")
+                stats = gr.JSON(visible=False)
+                stats_btn = gr.Button(visible=False)
             with gr.Column(scale=2):
                 inp = Inputs(svc, image, model, size, layer, status, key)
                 with gr.Tabs():
                     build_tabs(inp)
 
-        def features(image: Any, model: str, size: float, layer: float) -> tuple:
-            return features_view(svc, image, model, size, layer)
+        def features(image: Any, model: str, size: float, layer: float, progress: gr.Progress = PROGRESS) -> tuple:
+            return features_view(svc, image, model, size, layer, progress_notify(progress))
 
-        def on_model(source_value: str) -> tuple:
-            res = svc.load_model(source_value)
+        def on_model(source_value: str, layer_value: float | None,
+                     progress: gr.Progress = PROGRESS) -> tuple:
+            res = svc.load_model(source_value, progress_notify(progress))
             n = res.backbone.num_layers if res.backbone else 12
             return _model_line(res), gr.update(maximum=n, value=n)
 
+        def server_stats() -> dict:
+            return svc.stats()
+
+        stats_btn.click(server_stats, None, stats, api_name="server_stats", api_visibility="undocumented")
         feat = gr.on([image.change, size.release, layer.release], guard(features), inputs=inp.base,
                      outputs=[status, summary, key], api_name="features",
                      api_description="Run/fetch the backbone features; returns status, a summary and the image key.",
                      trigger_mode="always_last")
-        model_evt = model.change(guard(on_model), inputs=[model], outputs=[status, layer], api_visibility="private")
+        model_evt = model.change(guard(on_model), inputs=[model, layer], outputs=[status, layer],
+                                 api_visibility="private")
         model_feat = model_evt.then(guard(features), inputs=inp.base, outputs=[status, summary, key],
                                     api_visibility="private")
         for dep in (feat, model_feat):
