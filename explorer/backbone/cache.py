@@ -227,14 +227,15 @@ class LRU(Generic[K, V]):
         return value
 
     def resize(self, key: K) -> None:
-        """Re-measure one entry after its value grew; may evict (the holder keeps its reference)."""
+        """Re-measure one entry after its value grew (and mark it used); may evict others, or it."""
         value = self._items.get(key)
         if value is None:
             return
         size = self._sizeof(value)
         with self._lock:
             if key in self._items and self._items[key] is value:
-                self._meta[key] = (size, self._meta.get(key, (0, next(_TICKS)))[1])
+                self._items.move_to_end(key)  # it grew because a request is using it: recent
+                self._meta[key] = (size, next(_TICKS))
                 self._trim()
         self._enforce_budget()
 

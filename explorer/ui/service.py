@@ -222,7 +222,7 @@ class ExplorerService:
 
         A source off the public allow-list is refused here, before anything is read or fetched.
         """
-        source = str(source or self.default_source).strip() or self.default_source
+        source = self._source(source)
         refusal = self.policy.refusal(source)
         if refusal is not None:
             return LoadResult(None, refusal, True, source)
@@ -281,9 +281,14 @@ class ExplorerService:
             raise UserError(result.message)
         return result.backbone
 
-    def is_loaded(self, source: str | None) -> bool:
-        source = str(source or self.default_source).strip() or self.default_source
-        return source in self._pinned or source in self.models
+    def _source(self, source: str | None) -> str:
+        return str(source or self.default_source).strip() or self.default_source
+
+    def check_allowed(self, source: str | None) -> None:
+        """UserError for a source off the allow-list (cheap: nothing is decoded or loaded first)."""
+        refusal = self.policy.refusal(self._source(source))
+        if refusal is not None:
+            raise UserError(refusal)
 
     # ------------------------------------------------------------ images
     def image(self, source: Any) -> ImageEntry:
@@ -339,6 +344,7 @@ class ExplorerService:
         Concurrent first calls for one key share that forward. `notify` hears about a model load
         or a forward before it starts (the UI shows it as progress).
         """
+        self.check_allowed(source)
         entry = self.image(image)
         backbone = self.backbone(source, notify)
         size = check_size(size)
