@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from explorer.ui.policy import redact_paths
 from explorer.ui.service import ExplorerService, UserError
 
 log = logging.getLogger("explorer.ui")
@@ -114,7 +115,9 @@ def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise gr.Error(str(err), print_exception=False) from err
         except Exception as err:  # noqa: BLE001 - the server must keep serving
             log.exception("view %s failed", getattr(fn, "__name__", fn))
-            raise gr.Error(f"Something went wrong ({type(err).__name__}: {err}).", print_exception=False) from err
+            # The log has the details; the message never shows a server path (every visitor sees it).
+            text = redact_paths(f"Something went wrong ({type(err).__name__}: {err}).")
+            raise gr.Error(text, print_exception=False) from err
 
     return wrapper
 

@@ -44,6 +44,11 @@ def allowed_models(default_source: str | None = None, env: Mapping[str, str] | N
     return tuple(dict.fromkeys(names))
 
 
+def redact_paths(message: str) -> str:
+    """Absolute server paths in a message become '<server path>' (URLs are kept)."""
+    return _ABS_PATH.sub("<server path>", message)
+
+
 def shown(source: str) -> str:
     """A source as it may appear in a public message: quoted when it is a plain name, else generic."""
     return f"'{source}'" if _NAME.match(source) and ".." not in source else "This source"
@@ -71,4 +76,4 @@ class ModelPolicy:
 
     def redact(self, message: str) -> str:
         """In public mode, server paths in a message become '<server path>'; locally, unchanged."""
-        return _ABS_PATH.sub("<server path>", message) if self.public else message
+        return redact_paths(message) if self.public else message
