@@ -24,10 +24,16 @@ def main(argv: list[str] | None = None) -> None:
                              "(also on with EXPLORER_PUBLIC=1 or SPACE_ID)")
     args = parser.parse_args(argv)
 
-    from explorer.ui.layout import build_app
+    from explorer.ui.policy import ModelPolicy
+    from explorer.ui.service import ExplorerService
 
     source = args.model or os.environ.get("DINOV3_MODEL") or "bundled"
-    demo = build_app(default_source=source, public=args.public)
+    service = ExplorerService(source, policy=ModelPolicy.from_env(args.public, source))
+    service.load_in_background()  # the model loads while Gradio imports and the page is first served
+
+    from explorer.ui.layout import build_app
+
+    demo = build_app(service, source)
     demo.queue(default_concurrency_limit=2).launch(
         server_name=args.host, server_port=args.port, show_error=True, max_file_size="50mb",
         footer_links=["api"],

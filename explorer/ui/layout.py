@@ -5,12 +5,13 @@ Adding a tab = one module with `build_tab(inp: Inputs)` + one line in `build_tab
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from explorer.backbone import DEFAULT_HUB_ID
+from explorer.backbone import BUNDLED_DIR, DEFAULT_HUB_ID
 from explorer.ui import classification, detection, gram, pca, segmentation, similarity, tokencut
 from explorer.ui.common import Inputs, checked_by_service, guard, safe_image
 from explorer.ui.policy import ModelPolicy
@@ -21,6 +22,7 @@ EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
 MODEL_CHOICES = ["bundled", DEFAULT_HUB_ID, "timm:vit_small_patch16_dinov3.lvd1689m"]
 # Gradio's sweep of its temp files (uploads and rendered frames): (every, older than) seconds.
 DELETE_CACHE_LOCAL = (3600, 3600)
+LOADING = "⏳ Loading the model … the first view waits for it."
 PROGRESS = gr.Progress()  # a marker default: Gradio hands each call its own tracker in its place
 DELETE_CACHE_PUBLIC = (600, 1800)  # strangers upload all day: a decoded upload stays usable from memory
 
@@ -76,6 +78,16 @@ def features_view(
     return status, summary, p.entry.key
 
 
+def folder_num_layers(source: str) -> int | None:
+    """Depth of a bundled or folder model read from its config.json, without importing transformers."""
+    folder = BUNDLED_DIR if source == "bundled" else Path(source).expanduser()
+    try:
+        value = json.loads((folder / "config.json").read_text()).get("num_hidden_layers")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
 def progress_notify(progress: gr.Progress) -> Notify:
     """A `Notify` that shows the step in Gradio's progress indicator (steps of unknown total)."""
     return lambda message: progress((0, None), desc=message)
@@ -103,8 +115,13 @@ def build_app(service: ExplorerService | None = None, default_source: str | None
     source = default_source or (service.default_source if service else None) or "bundled"
     svc = service or ExplorerService(source, policy=ModelPolicy.from_env(public, source))
     public = svc.policy.public
-    load = svc.load_model(source)
-    num_layers = load.backbone.num_layers if load.backbone else 12
+    load = svc.loaded(source)
+    num_layers = folder_num_layers(source) if load is None else None
+    if load is None and num_layers is None:
+        load = svc.load_model(source)  # a hub or timm source: its depth is known once it is loaded
+    if load is not None:
+        num_layers = load.backbone.num_layers if load.backbone else 12
+    status_text = _model_line(load) if load is not None else LOADING
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
     if public:
         choices, custom = list(svc.policy.allowed), False
@@ -127,7 +144,7 @@ def build_app(service: ExplorerService | None = None, default_source: str | None
                                                     label="Resolution (longer side, px)"))
                 layer = checked_by_service(gr.Slider(1, num_layers, value=num_layers, step=1,
                                                      label="Layer (1 … last)"))
-                status = gr.Markdown(_model_line(load), elem_id="status")
+                status = gr.Markdown(status_text, elem_id="status")
                 summary = gr.JSON(label="Features", visible=False)
                 key = gr.State("")
                 stats = gr.JSON(visible=False)
@@ -145,6 +162,17 @@ def build_app(service: ExplorerService | None = None, default_source: str | None
             res = svc.load_model(source_value, progress_notify(progress))
             n = res.backbone.num_layers if res.backbone else 12
             return _model_line(res), gr.update(maximum=n, value=n)
+
+        def on_page_load(layer_value: float | None) -> tuple:
+            """Each visit: the start model's line and layer range (waits if it is still loading)."""
+            res = svc.load_model(source)
+            if res.backbone is None:
+                return _model_line(res), gr.skip()
+            n = res.backbone.num_layers
+            return _model_line(res), gr.update(maximum=n, value=min(int(layer_value or n), n))
+
+        demo.load(guard(on_page_load), inputs=[layer], outputs=[status, layer], api_visibility="private",
+                  show_progress="minimal")
 
         def server_stats() -> dict:
             return svc.stats()

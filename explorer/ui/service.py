@@ -201,7 +201,7 @@ class ExplorerService:
                                                  sizeof=lambda r: _backbone_bytes(r.backbone))
         self._failures: LRU[str, tuple[LoadResult, float]] = LRU(64, name="failed sources")
         self._loading: LRU[str, LoadResult] = LRU(0)  # single-flight per source
-        self._load_lock = threading.RLock()  # one load at a time (re-entered by a fallback to the start model)
+        self._load_lock = threading.Lock()  # one load at a time: two large models never load together
         self.images: LRU[str, ImageEntry] = LRU(max_bytes=int(IMAGES_SHARE * cap), budget=self.budget,
                                                 name="images")
         self._paths: LRU[str, tuple[str, tuple[int, int]]] = LRU(4096, name="upload paths")
@@ -226,7 +226,7 @@ class ExplorerService:
         refusal = self.policy.refusal(source)
         if refusal is not None:
             return LoadResult(None, refusal, True, source)
-        hit = self._pinned.get(source) or self.models.get(source)
+        hit = self.loaded(source)
         if hit is not None:
             return hit
         failed = self._failures.get(source)
@@ -234,20 +234,22 @@ class ExplorerService:
             return failed[0]  # remembered briefly so chained views don't re-probe the network
 
         def load() -> LoadResult:
-            if notify is not None:
-                notify(f"Loading model {shown(source) if self.policy.public else source} …")
             with self._load_lock:
                 result = self._load(source)
-            if result.backbone is None or result.fell_back:
-                self._failures.put(source, (result, time.monotonic()))
+            if result.backbone is None and source != self.default_source:
+                result = self._fall_back(result)  # outside the lock: the start model may be loading
+            if result.backbone is None or (result.fell_back and source != self.default_source):
+                self._failures.put(source, (result, time.monotonic()))  # retried after FAILURE_TTL_S
             else:
-                self.models.put(source, result)
+                self.models.put(source, result)  # incl. the start model's own fallback: loaded once
             return result
 
+        if notify is not None:  # this request loads the model, or waits for a load already under way
+            notify(f"Loading model {shown(source) if self.policy.public else source} …")
         return self._loading.get_or_make(source, load)
 
     def _load(self, source: str) -> LoadResult:
-        """The start model falls back to the bundled one (load_backbone); any other to the start model."""
+        """Load one source under the load lock; the start model falls back to the bundled one (load_backbone)."""
         if source == self.default_source:
             result = load_backbone(source)
             if result.backbone is None:
@@ -264,11 +266,15 @@ class ExplorerService:
         else:
             return LoadResult(_adopt(backbone, self), f"Loaded {backbone.model_id} on {backbone.device.type}.", False,
                               source)
+        return LoadResult(None, self.policy.redact(reason), True, source)
+
+    def _fall_back(self, failed: LoadResult) -> LoadResult:
+        """A failed source is answered by the (already loaded) start model, with the reason."""
         default = self.load_model(self.default_source)
-        reason = self.policy.redact(reason)
         if default.backbone is None:
-            return LoadResult(None, f"{reason} {self._how_to()}", True, source)
-        return LoadResult(default.backbone, f"{reason} Fell back to {default.backbone.model_id}.", True, source)
+            return LoadResult(None, f"{failed.message} {self._how_to()}", True, failed.requested)
+        return LoadResult(default.backbone, f"{failed.message} Fell back to {default.backbone.model_id}.", True,
+                          failed.requested)
 
     def _how_to(self) -> str:
         if self.policy.public:
@@ -280,6 +286,19 @@ class ExplorerService:
         if result.backbone is None:
             raise UserError(result.message)
         return result.backbone
+
+    def loaded(self, source: str | None = None) -> LoadResult | None:
+        """The load result if this source is already loaded (never starts a load)."""
+        source = self._source(source)
+        return self._pinned.get(source) or self.models.get(source)
+
+    def load_in_background(self, source: str | None = None) -> None:
+        """Start loading a model now; a request that needs it meanwhile joins this load (single-flight).
+
+        Why: the start model (transformers import + weights) then loads while Gradio imports and
+        the page is served, instead of before.
+        """
+        threading.Thread(target=self.load_model, args=(source,), name="model-load", daemon=True).start()
 
     def _source(self, source: str | None) -> str:
         return str(source or self.default_source).strip() or self.default_source

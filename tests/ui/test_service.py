@@ -236,3 +236,25 @@ def test_stats_report_forwards_and_memory(svc: ExplorerService, tmp_path: Path) 
         svc.prepare(path, "tiny", size, layer)
     stats = svc.stats()
     assert stats["forwards"] == 3 and stats["memory"]["stores"]["features"]["entries"] == 3
+
+
+def test_a_failing_source_falls_back_while_the_start_model_loads(shallow: Backbone,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback joins the start model's load instead of waiting for it under the load lock."""
+    def slow_fail(source: str, device=None):
+        time.sleep(0.3)  # the start model's background load begins meanwhile
+        raise service_module.SourceUnavailable(f"'{source}' is not available in this test.")
+
+    def start_model(source: str, device=None):
+        return service_module.LoadResult(shallow, "Loaded tiny.", False, source)
+
+    monkeypatch.setattr(service_module, "load_source", slow_fail)
+    monkeypatch.setattr(service_module, "load_backbone", start_model)
+    svc = ExplorerService("tiny")
+    got: list = []
+    worker = threading.Thread(target=lambda: got.append(svc.load_model("elsewhere/model")))
+    worker.start()
+    time.sleep(0.1)
+    svc.load_in_background()
+    worker.join(20)
+    assert got and got[0].backbone is shallow and got[0].fell_back and "Fell back to tiny-2-layers" in got[0].message
