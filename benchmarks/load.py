@@ -7,7 +7,7 @@ answer computed on another client's features counts as `crosstalk`. The server's
 (`/server_stats`) must equal the number of distinct (image, size, layer, model) the requests
 named; its peak RSS is sampled with psutil. The baseline is one client alone, in the same run.
 
-    python benchmarks/load.py [--clients 16] [--requests 10] [--arch bundled|vits16] [--time-limit 900]
+    python benchmarks/load.py [--clients 16] [--requests 10] [--arch bundled|vits16] [--memory-mb MB]
 
 Prints one JSON object.
 """
@@ -109,11 +109,15 @@ class Plan:
         self.heads = heads
         self.keys: set[tuple] = set()  # (image, size, layer) this client's requests need features for
 
-    def requests(self, n: int) -> list[tuple[str, tuple, Callable[[Any], bool]]]:
+    def ops(self) -> list[Callable[[], tuple]]:
         ops = [self.features, self.similarity, self.tokencut, self.pca, self.gram, self.tokencut_sweep,
                self.gram_loss, self.similarity_corner]
         if self.heads:
             ops += [self.classify, self.detect, self.segment]
+        return ops
+
+    def requests(self, n: int) -> list[tuple[str, tuple, Callable[[Any], bool]]]:
+        ops = self.ops()
         start = self.index % len(ops)
         return [ops[(start + k) % len(ops)]() for k in range(n)]
 
@@ -223,6 +227,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=10)
     ap.add_argument("--arch", choices=["bundled", "vits16"], default="bundled")
     ap.add_argument("--time-limit", type=float, default=900.0, help="seconds for the whole run")
+    ap.add_argument("--memory-mb", type=float, default=None,
+                    help="EXPLORER_MEMORY_MB for the server (small: a flood of uploads over the budget)")
     args = ap.parse_args()
     if not (1 <= args.clients <= 64 and 1 <= args.requests <= 50):
         raise SystemExit("--clients 1..64, --requests 1..50: this is a bounded loopback test")
@@ -235,6 +241,8 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost",
            "HF_HUB_OFFLINE": "1", "DINOV3_MODEL": model}
+    if args.memory_mb is not None:
+        env["EXPLORER_MEMORY_MB"] = str(args.memory_mb)
     t_start = time.monotonic()
     with open(work / "app.log", "w") as log:
         server = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port)], cwd=REPO, env=env,
@@ -270,11 +278,11 @@ def main() -> None:
             return out
 
         # Baseline: one client alone, every endpoint, same kind of picture.
-        alone = plans(1, 1000)
+        alone = plans(1, args.clients)  # the next size in the series: no load client has it
         lat_alone: dict[str, list[float]] = defaultdict(list)
         errors: list[str] = []
         crosstalk: list[str] = []
-        run_client(url, alone[0], len(alone[0].requests(99)), deadline, lat_alone, errors, crosstalk)
+        run_client(url, alone[0], len(alone[0].ops()), deadline, lat_alone, errors, crosstalk)
         # The load: N clients at once.
         clients = plans(args.clients, 0)
         lat: dict[str, list[float]] = defaultdict(list)
