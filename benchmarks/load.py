@@ -183,6 +183,22 @@ class Plan:
         return "/segment", (*self._head_base("segmentation"), 0.5), lambda o: self._image_is_mine(o[0])
 
 
+def cuda_library_rss(pid: int) -> int:
+    """Resident bytes of CUDA libraries mapped by the process (shared, clean pages; none with a CPU torch wheel)."""
+    total, current = 0, ""
+    try:
+        with open(f"/proc/{pid}/smaps") as fh:
+            for line in fh:
+                parts = line.split()
+                if parts and "-" in parts[0] and len(parts) >= 5:
+                    current = parts[5] if len(parts) > 5 else ""
+                elif parts[:1] == ["Rss:"] and ("/nvidia/" in current or "_cuda" in current or "/triton/" in current):
+                    total += int(parts[1]) * 1024
+    except OSError:
+        return 0
+    return total
+
+
 def head_keys(arch: str) -> dict[str, tuple[int, int]]:
     """(size, layer) each bundled head runs at, from its card; none for other backbones."""
     if arch != "bundled" or not HEADS.is_dir():
@@ -269,12 +285,12 @@ def main() -> None:
                 time.sleep(0.5)
         deadline = time.monotonic() + args.time_limit
         probe = Client(url, verbose=False)
-        idle_rss = sampler.rss()
         from gradio_client import handle_file
 
         probe_image = handle_file(str(picture(work / "probe.png", (100, 150), 999)))
         _, summary = probe.predict(probe_image, model, SIZE, None, api_name="/features")  # None: the last layer
         num_layers, patch = int(summary["num_layers"]), int(summary["patch_size"])
+        idle_rss = sampler.rss()  # the model is loaded, one small image seen
         heads = head_keys(args.arch)
         forwards0 = probe.predict(api_name="/server_stats")["forwards"]
 
@@ -305,6 +321,7 @@ def main() -> None:
             t.join(max(1.0, deadline - time.monotonic()))
         wall = time.perf_counter() - t0
         stats = probe.predict(api_name="/server_stats")
+        cuda_libs = cuda_library_rss(server.pid)
         expected = len(set().union(*(p.keys for p in alone + clients)))
         all_lat = [v for vs in lat.values() for v in vs]
         alone_all = [v for vs in lat_alone.values() for v in vs]
@@ -320,6 +337,7 @@ def main() -> None:
             if all_lat and alone_all else None,
             "idle_rss_mb": round(idle_rss / 2**20, 1), "warm_rss_mb": round(warm_rss / 2**20, 1),
             "peak_rss_mb": round(sampler.peak / 2**20, 1), "peak_uss_mb": round(sampler.peak_uss / 2**20, 1),
+            "cuda_libs_rss_mb": round(cuda_libs / 2**20, 1),
             "cache_mb": stats["memory"]["used_mb"], "cache_budget_mb": stats["memory"]["max_mb"],
             "evictions": stats["memory"]["evictions"],
             "error_samples": errors[:5], "crosstalk_samples": crosstalk[:5],
