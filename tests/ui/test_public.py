@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import httpx
+import pytest
 
 from tests.ui.conftest import launched_app
 
