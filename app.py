@@ -1,4 +1,8 @@
-"""DINOv3 Explorer: `python app.py [--model SOURCE] [--port N] [--host H]` (also the HF Spaces entry point)."""
+"""DINOv3 Explorer: `python app.py [--model SOURCE] [--port N] [--host H] [--public]` (also the HF Spaces entry point).
+
+Public mode (`--public`, `EXPLORER_PUBLIC=1`, or on a Hugging Face Space) offers only the
+allow-listed models (`DINOV3_MODELS`); `EXPLORER_MEMORY_MB` bounds what the caches hold.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,21 @@ def main(argv: list[str] | None = None) -> None:
                         help="bundled | local HF folder | hub id | timm:<name> (default: $DINOV3_MODEL or bundled)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--public", action="store_true",
+                        help="serve strangers: only allow-listed models ($DINOV3_MODELS), no server paths in messages "
+                             "(also on with EXPLORER_PUBLIC=1 or SPACE_ID)")
     args = parser.parse_args(argv)
+
+    from explorer.ui.policy import ModelPolicy
+    from explorer.ui.service import ExplorerService
+
+    source = args.model or os.environ.get("DINOV3_MODEL") or "bundled"
+    service = ExplorerService(source, policy=ModelPolicy.from_env(args.public, source))
+    service.load_in_background()  # the model loads while Gradio imports and the page is first served
 
     from explorer.ui.layout import build_app
 
-    source = args.model or os.environ.get("DINOV3_MODEL") or "bundled"
-    demo = build_app(default_source=source)
+    demo = build_app(service, source)
     demo.queue(default_concurrency_limit=2).launch(
         server_name=args.host, server_port=args.port, show_error=True, max_file_size="50mb",
         footer_links=["api"],

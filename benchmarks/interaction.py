@@ -102,7 +102,7 @@ def main() -> None:
     encode_ms = statistics.median(ms(encode, 10))
 
     rng = np.random.default_rng(0)
-    ow, oh = first.entry.original_size
+    oh, ow = first.entry.image_hw
     clicks = [(float(rng.uniform(0, ow)), float(rng.uniform(0, oh))) for _ in range(50)]
     similarity_view(*args, *clicks[0])
     click_times = []
@@ -137,7 +137,7 @@ def main() -> None:
         "encode_jpeg_ms": round(encode_ms, 2),
         "patches": grid[0] * grid[1],
         "grid": list(grid),
-        "display_size": list(first.entry.display_size),
+        "display_size": list(first.entry.display_wh),
         "torch_threads": torch.get_num_threads(),
         "model": "ViT-S/16 random init (DINOv3ViTConfig(num_register_tokens=4, layerscale_value=1e-5))",
         "targets_met": bool(slider_p50 <= 30 and click_p50 <= 30 and forward_ms / slider_p50 >= 10

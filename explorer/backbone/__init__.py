@@ -1,6 +1,6 @@
 """Backbone service: families, sources, the catalogue, preprocessing, `Features`, and the feature cache."""
 
-from explorer.backbone.cache import FeatureCache, image_key
+from explorer.backbone.cache import LRU, MemoryBudget, image_key, nbytes
 from explorer.backbone.catalog import Entry as CatalogEntry
 from explorer.backbone.catalog import choices as catalog_choices
 from explorer.backbone.catalog import entries as catalog_entries
@@ -33,9 +33,10 @@ __all__ = [
     "SAT_STD",
     "Backbone",
     "CatalogEntry",
-    "FeatureCache",
     "Features",
+    "LRU",
     "LoadResult",
+    "MemoryBudget",
     "SourceUnavailable",
     "UnsupportedModel",
     "bf16_supported",
@@ -46,6 +47,7 @@ __all__ = [
     "image_key",
     "load_backbone",
     "load_source",
+    "nbytes",
     "preprocess",
     "preprocess_many",
     "requested_source",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from explorer.backbone.cache import FeatureCache, image_key
+from explorer.backbone.cache import LRU, image_key
 from explorer.backbone.families import FAMILY_NAMES, Adapter, TokenSplit, adapt
 from explorer.backbone.features import Features
 from explorer.backbone.precision import resolve_precision
@@ -48,7 +48,7 @@ class Backbone:
         weights_dtype = next(self.model.parameters()).dtype
         # bf16 weights (loaded so to fit in memory) make every forward a bf16 one, whatever was asked.
         self.precision = "bf16" if weights_dtype == torch.bfloat16 else resolve_precision(precision, self.device)
-        self.cache = FeatureCache(cache_entries)
+        self.cache: LRU[tuple, Features] = LRU(cache_entries, name="features")
         self._fingerprint: str | None = None
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
@@ -221,4 +221,4 @@ class Backbone:
                 image_size=(image.height, image.width),
             )
 
-        return self.cache.get_or_compute(key, compute)
+        return self.cache.get_or_make(key, compute)

@@ -99,7 +99,7 @@ def head_features(svc: ExplorerService, image: Any, model: str, card: dict[str, 
         lock = _LOCKS.get(key) or _LOCKS.put(key, threading.Lock())
     # The three head tabs refresh in parallel after a new upload; the lock makes them share one forward.
     with lock:
-        return svc.prepare(image, model, size, layer)
+        return svc.prepare(image, model, clamp_size(size), layer)  # a head card may name a size off the picker
 
 
 def entry_and_backbone(svc: ExplorerService, image: Any, model: str) -> tuple[ImageEntry, Any]:

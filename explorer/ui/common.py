@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from explorer.ui.policy import redact_paths
 from explorer.ui.service import ExplorerService, UserError
 from explorer.ui.uploads import accept_only_uploads, check_upload
 
@@ -43,6 +44,21 @@ def safe_image(**kwargs: Any) -> gr.Image:
 
     image.preprocess = preprocess  # type: ignore[method-assign]
     return image
+
+
+def checked_by_service(component: gr.Slider | gr.Dropdown) -> gr.Slider | gr.Dropdown:
+    """Let a slider's or dropdown's raw value through; `ExplorerService` checks it against the model asked for.
+
+    Why: Gradio checks an API value against the component's startup bounds and choices, so a
+    call naming a 24-layer model was refused above the start model's depth ("Value 12 is greater
+    than maximum value 6"), and an off-list model got Gradio's wording instead of the allow-list
+    sentence. The service, which knows the model a call names, is the one place that decides.
+    """
+    def preprocess(payload: Any) -> Any:
+        return payload
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
 
 
 @dataclass
@@ -103,7 +119,9 @@ def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise gr.Error(str(err), print_exception=False) from err
         except Exception as err:  # noqa: BLE001 - the server must keep serving
             log.exception("view %s failed", getattr(fn, "__name__", fn))
-            raise gr.Error(f"Something went wrong ({type(err).__name__}: {err}).", print_exception=False) from err
+            # The log has the details; the message never shows a server path (every visitor sees it).
+            text = redact_paths(f"Something went wrong ({type(err).__name__}: {err}).")
+            raise gr.Error(text, print_exception=False) from err
 
     return wrapper
 

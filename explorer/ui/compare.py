@@ -248,7 +248,7 @@ def build_tab(inp: Inputs) -> None:
              xx: float | None, yy: float | None, *rest: Any) -> tuple:
         """`render`; a new image starts at its centre (the old click point means nothing there)."""
         if key != last_key:
-            ow, oh = svc.image(image).original_size
+            oh, ow = svc.image(image).image_hw
             xx, yy = ow // 2, oh // 2
         return *render(image, model, size, layer, mb, lb, xx, yy, *rest), xx, yy, key
 

@@ -91,7 +91,7 @@ def detection_view(
     thr = DEFAULT_THRESHOLD if score_threshold is None else max(MIN_THRESHOLD, float(score_threshold))
     (ih, iw), (oh, ow) = f.input_size, f.image_size
     dets = detections_at(raw, head.class_names, thr, (ow / iw, oh / ih))
-    dw, _ = entry.display_size
+    dw, _ = entry.display_wh
     drawn = draw_detections(entry.display, dets, dw / ow, class_palette(len(head.class_names) + 1))
     if dets:
         names = ", ".join(f"{html.escape(d['label'])} {d['score']:.2f}" for d in dets[:8])

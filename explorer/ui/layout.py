@@ -5,19 +5,26 @@ Adding a tab = one module with `build_tab(inp: Inputs)` + one line in `build_tab
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from explorer.backbone import DEFAULT_HUB_ID
+from explorer.backbone import BUNDLED_DIR, DEFAULT_HUB_ID
 from explorer.ui import classification, compare, detection, gram, pca, segmentation, similarity, tokencut
-from explorer.ui.common import Inputs, guard, safe_image
-from explorer.ui.service import DEFAULT_SIZE, SIZES, ExplorerService, UserError
+from explorer.ui.common import Inputs, checked_by_service, guard, safe_image
+from explorer.ui.policy import ModelPolicy
+from explorer.ui.service import DEFAULT_SIZE, SIZES, ExplorerService, Notify, UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
 MODEL_CHOICES = ["bundled", DEFAULT_HUB_ID, "timm:vit_small_patch16_dinov3.lvd1689m"]
+# Gradio's sweep of its temp files (uploads and rendered frames): (every, older than) seconds.
+DELETE_CACHE_LOCAL = (3600, 3600)
+LOADING = "⏳ Loading the model … the first view waits for it."
+PROGRESS = gr.Progress()  # a marker default: Gradio hands each call its own tracker in its place
+DELETE_CACHE_PUBLIC = (600, 1800)  # strangers upload all day: a decoded upload stays usable from memory
 
 INTRO = """# DINOv3 Explorer
 Upload a photo (or pick an example): the backbone runs **once**, then every click and slider below
@@ -38,24 +45,29 @@ def build_tabs(inp: Inputs) -> None:
     classification.build_tab(inp)
 
 
-def features_view(svc: ExplorerService, image: Any, model: str, size: float, layer: float) -> tuple[str, dict, str]:
+def features_view(
+    svc: ExplorerService, image: Any, model: str, size: float, layer: float, notify: Notify | None = None
+) -> tuple[str, dict, str]:
     """Run (or fetch) the features; never raises so the status line can show what went wrong.
 
     Returns (status markdown, summary dict, image key); the key is "" when the request failed,
-    which tells the chained tab refreshes to skip.
+    which tells the chained tab refreshes to skip. `notify` hears of a model load or forward.
     """
-    load = svc.load_model(model)
+    load = svc.load_model(model, notify)
     model_line = _model_line(load)
+    if load.backbone is None:
+        return model_line, {"error": load.message}, ""
     if image is None:
         return f"{model_line}\n\nUpload an image or pick an example.", {}, ""
     try:
-        p = svc.prepare(image, model, size, layer)
+        p = svc.prepare(image, model, size, layer, notify)
     except UserError as err:
         return f"{model_line}\n\n⚠️ **{err}**", {"error": str(err)}, ""
     f = p.features
     h, w = f.grid
+    oh, ow = p.entry.image_hw
     notes = "; ".join(p.entry.notes)
-    status = (f"{model_line}\n\nImage {p.entry.original_size[0]}×{p.entry.original_size[1]} → model input "
+    status = (f"{model_line}\n\nImage {ow}×{oh} → model input "
               f"{f.input_size[1]}×{f.input_size[0]} px = {h}×{w} patches, layer {f.layer}/{p.backbone.num_layers}."
               + (f" Note: {notes}." if notes else ""))
     summary = {
@@ -65,6 +77,21 @@ def features_view(svc: ExplorerService, image: Any, model: str, size: float, lay
         "notes": p.entry.notes,
     }
     return status, summary, p.entry.key
+
+
+def folder_num_layers(source: str) -> int | None:
+    """Depth of a bundled or folder model read from its config.json, without importing transformers."""
+    folder = BUNDLED_DIR if source == "bundled" else Path(source).expanduser()
+    try:
+        value = json.loads((folder / "config.json").read_text()).get("num_hidden_layers")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def progress_notify(progress: gr.Progress) -> Notify:
+    """A `Notify` that shows the step in Gradio's progress indicator (steps of unknown total)."""
+    return lambda message: progress((0, None), desc=message)
 
 
 def _model_line(load: Any) -> str:
@@ -79,17 +106,32 @@ def _model_line(load: Any) -> str:
     return text
 
 
-def build_app(service: ExplorerService | None = None, default_source: str | None = None) -> gr.Blocks:
-    """The whole Blocks app. The default model is loaded here so the layer picker has its range."""
-    svc = service or ExplorerService(default_source)
-    source = default_source or svc.default_source
-    load = svc.load_model(source)
-    num_layers = load.backbone.num_layers if load.backbone else 12
-    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
-    choices = MODEL_CHOICES if source in MODEL_CHOICES else [source, *MODEL_CHOICES]
+def build_app(service: ExplorerService | None = None, default_source: str | None = None,
+              public: bool = False) -> gr.Blocks:
+    """The whole Blocks app. The default model is loaded here so the layer picker has its range.
 
-    # Every rendered frame is a file in Gradio's cache; sweep files older than an hour, hourly.
-    with gr.Blocks(title="DINOv3 Explorer", delete_cache=(3600, 3600)) as demo:
+    `public` (or the service's policy) restricts the model box to the allow-list; sliders and the
+    model box pass raw values so the service checks them against the model each call names.
+    """
+    source = default_source or (service.default_source if service else None) or "bundled"
+    svc = service or ExplorerService(source, policy=ModelPolicy.from_env(public, source))
+    public = svc.policy.public
+    load = svc.loaded(source)
+    num_layers = folder_num_layers(source) if load is None else None
+    if load is None and num_layers is None:
+        load = svc.load_model(source)  # a hub or timm source: its depth is known once it is loaded
+    if load is not None:
+        num_layers = load.backbone.num_layers if load.backbone else 12
+    status_text = _model_line(load) if load is not None else LOADING
+    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
+    if public:
+        choices, custom = list(svc.policy.allowed), False
+        model_info = "the models this server offers"
+    else:
+        choices, custom = (MODEL_CHOICES if source in MODEL_CHOICES else [source, *MODEL_CHOICES]), True
+        model_info = "bundled · a local folder path · a hub id (needs HF_TOKEN) · timm:<name>"
+
+    with gr.Blocks(title="DINOv3 Explorer", delete_cache=DELETE_CACHE_PUBLIC if public else DELETE_CACHE_LOCAL) as demo:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
@@ -97,32 +139,52 @@ def build_app(service: ExplorerService | None = None, default_source: str | None
                                   elem_id="input-image")
                 if examples:
                     gr.Examples(examples, inputs=image, label="Examples (CC0 / public domain)")
-                model = gr.Dropdown(choices, value=source, allow_custom_value=True, label="Model",
-                                    info="bundled · a local folder path · a hub id (needs HF_TOKEN) · timm:<name>")
-                size = gr.Slider(SIZES[0], SIZES[1], value=DEFAULT_SIZE, step=SIZES[2],
-                                 label="Resolution (longer side, px)")
-                layer = gr.Slider(1, num_layers, value=num_layers, step=1, label="Layer (1 … last)")
-                status = gr.Markdown(_model_line(load), elem_id="status")
+                model = checked_by_service(gr.Dropdown(choices, value=source, allow_custom_value=custom,
+                                                       label="Model", info=model_info))
+                size = checked_by_service(gr.Slider(SIZES[0], SIZES[1], value=DEFAULT_SIZE, step=SIZES[2],
+                                                    label="Resolution (longer side, px)"))
+                layer = checked_by_service(gr.Slider(1, num_layers, value=num_layers, step=1,
+                                                     label="Layer (1 … last)"))
+                status = gr.Markdown(status_text, elem_id="status")
                 summary = gr.JSON(label="Features", visible=False)
                 key = gr.State("")
+                stats = gr.JSON(visible=False)
+                stats_btn = gr.Button(visible=False)
             with gr.Column(scale=2):
                 inp = Inputs(svc, image, model, size, layer, status, key)
                 with gr.Tabs():
                     build_tabs(inp)
 
-        def features(image: Any, model: str, size: float, layer: float) -> tuple:
-            return features_view(svc, image, model, size, layer)
+        def features(image: Any, model: str, size: float, layer: float, progress: gr.Progress = PROGRESS) -> tuple:
+            return features_view(svc, image, model, size, layer, progress_notify(progress))
 
-        def on_model(source_value: str) -> tuple:
-            res = svc.load_model(source_value)
+        def on_model(source_value: str, layer_value: float | None,
+                     progress: gr.Progress = PROGRESS) -> tuple:
+            res = svc.load_model(source_value, progress_notify(progress))
             n = res.backbone.num_layers if res.backbone else 12
             return _model_line(res), gr.update(maximum=n, value=n)
 
+        def on_page_load(layer_value: float | None) -> tuple:
+            """Each visit: the start model's line and layer range (waits if it is still loading)."""
+            res = svc.load_model(source)
+            if res.backbone is None:
+                return _model_line(res), gr.skip()
+            n = res.backbone.num_layers
+            return _model_line(res), gr.update(maximum=n, value=min(int(layer_value or n), n))
+
+        demo.load(guard(on_page_load), inputs=[layer], outputs=[status, layer], api_visibility="private",
+                  show_progress="minimal")
+
+        def server_stats() -> dict:
+            return svc.stats()
+
+        stats_btn.click(server_stats, None, stats, api_name="server_stats", api_visibility="undocumented")
         feat = gr.on([image.change, size.release, layer.release], guard(features), inputs=inp.base,
                      outputs=[status, summary, key], api_name="features",
                      api_description="Run/fetch the backbone features; returns status, a summary and the image key.",
                      trigger_mode="always_last")
-        model_evt = model.change(guard(on_model), inputs=[model], outputs=[status, layer], api_visibility="private")
+        model_evt = model.change(guard(on_model), inputs=[model, layer], outputs=[status, layer],
+                                 api_visibility="private")
         model_feat = model_evt.then(guard(features), inputs=inp.base, outputs=[status, summary, key],
                                     api_visibility="private")
         for dep in (feat, model_feat):

@@ -30,7 +30,7 @@ def pca_view(
         if n < 2:
             note = "The TokenCut mask has fewer than 2 patches; PCA fitted on all patches instead."
     rgb = pca_rgb(p.view.patches, mask)
-    return viz.grid_image(rgb, p.entry.display_size, smooth=False), note
+    return viz.grid_image(rgb, p.entry.display_wh, smooth=False), note
 
 
 def build_tab(inp: Inputs, tau: gr.Slider) -> None:

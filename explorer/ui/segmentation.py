@@ -85,7 +85,7 @@ def segmentation_view(
         return entry.display, "", found.message
     head = found.head
     p = head_features(svc, image, model, head.card)
-    dw, dh = entry.display_size
+    dw, dh = entry.display_wh
     classes = p.view.memo(("seg-map", found.key, (dh, dw)), lambda: predict(head, p.features.patches, (dh, dw)))
     palette = class_palette(len(head.class_names))
     opacity = DEFAULT_OPACITY if opacity is None else float(np.clip(opacity, 0.0, 1.0))

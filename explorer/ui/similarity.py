@@ -24,7 +24,7 @@ def similarity_view(
     image centre. Returns the overlay at display resolution and a one-line description.
     """
     p = svc.prepare(image, model, size, layer)
-    ow, oh = p.entry.original_size
+    oh, ow = p.entry.image_hw
     x = ow / 2 if x is None else float(x)
     y = oh / 2 if y is None else float(y)
     row, col = p.patch_at(x, y)
@@ -76,7 +76,7 @@ def build_tab(inp: Inputs) -> None:
                 last_key: str) -> tuple:
         """New features: keep the clicked point for the same image (new layer/size), else the centre."""
         if key != last_key:
-            ow, oh = svc.prepare(image, model, size, layer).entry.original_size
+            oh, ow = svc.prepare(image, model, size, layer).entry.image_hw
             xx, yy = ow // 2, oh // 2
         out, text = similarity_view(svc, image, model, size, layer, xx, yy)
         return out, text, xx, yy, key

@@ -33,7 +33,7 @@ def tokencut_view(
     overlay = viz.mark_patch(overlay, cut.seed[0], cut.seed[1], grid)
     ev = cut.eigenvector
     m = float(np.abs(ev).max()) or 1.0
-    eig = viz.colorize(ev, "RdBu_r", vmin=-m, vmax=m, size=p.entry.display_size, smooth=False)
+    eig = viz.colorize(ev, "RdBu_r", vmin=-m, vmax=m, size=p.entry.display_wh, smooth=False)
     area = 100.0 * float(cut.mask.mean())
     r0, c0, r1, c1 = cut.box
     stats = (f"τ = {tau:.2f} · object {area:.1f}% of the image · box rows {r0}–{r1 - 1}, cols {c0}–{c1 - 1} · "

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +40,19 @@ def wait_for(url: str, proc: subprocess.Popen, timeout: float = 240.0) -> None:
     raise TimeoutError(f"app did not start within {timeout:.0f} s")
 
 
-@pytest.fixture(scope="session")
-def app_url(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a launched app serving the tiny random backbone."""
+@contextlib.contextmanager
+def launched_app(log_dir: Path, env: dict[str, str], args: Sequence[str] = ()) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`python app.py` on a free loopback port with `env` on top of the test environment; yields (url, process)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("applog") / "app.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "NO_PROXY": "127.0.0.1,localhost", "HF_HUB_OFFLINE": "1", "DINOV3_MODEL": str(tiny_model_dir)}
+    log = log_dir / "app.log"
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+                "NO_PROXY": "127.0.0.1,localhost", "HF_HUB_OFFLINE": "1", **env}
+    for name in ("SPACE_ID", "EXPLORER_PUBLIC", "DINOV3_MODELS"):
+        if name not in env:
+            full_env.pop(name, None)  # a test that wants public mode says so
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), "--host", "127.0.0.1"],
-                                cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), "--host", "127.0.0.1",
+                                 *args], cwd=REPO, env=full_env, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(url + "/", proc)
@@ -56,12 +60,31 @@ def app_url(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         proc.kill()
         print(log.read_text()[-4000:])
         raise
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_url(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a launched app (local mode) serving the tiny random backbone."""
+    with launched_app(tmp_path_factory.mktemp("applog"), {"DINOV3_MODEL": str(tiny_model_dir)}) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def deep_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tiny model, 4 layers deep (the app starts on the 2-layer one)."""
+    from tests.conftest import make_tiny_model
+
+    folder = tmp_path_factory.mktemp("tiny-dinov3-deep")
+    make_tiny_model(seed=1, num_hidden_layers=4).save_pretrained(folder, safe_serialization=True)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -134,4 +135,51 @@ def test_bad_upload_then_good_request(client: Client, tiny_model_dir: Path, scen
     with pytest.raises(AppError, match="empty"):
         client.predict(handle_file(str(empty)), str(tiny_model_dir), SIZE, 2, 0.2, api_name="/tokencut")
     status, summary = client.predict(*_args(tiny_model_dir, scene_image), api_name="/features")
+    assert summary["grid"] == [17, 28]
+
+
+def test_api_follows_the_model_it_names(client: Client, tiny_model_dir: Path, deep_model_dir: Path,
+                                        scene_image: Path) -> None:
+    """The app started on a 2-layer model; a call naming a 4-layer one gets every one of its layers."""
+    status, summary = client.predict(handle_file(str(scene_image)), str(deep_model_dir), SIZE, 4, api_name="/features")
+    assert summary["layer"] == 4 and summary["num_layers"] == 4, status
+    out, info = client.predict(handle_file(str(scene_image)), str(deep_model_dir), SIZE, 3, 10, 10,
+                               api_name="/similarity")
+    assert Image.open(out).size == DISPLAY and "Patch (row 1, col 1)" in info  # y 10/144·17, x 10/240·28
+    with pytest.raises(AppError, match="Layer 5 is out of range .* which has 4 layers"):
+        client.predict(handle_file(str(scene_image)), str(deep_model_dir), SIZE, 5, 0.2, api_name="/tokencut")
+    with pytest.raises(AppError, match="Layer 3 is out of range .* which has 2 layers"):
+        client.predict(*_args(tiny_model_dir, scene_image, 3), 0.2, api_name="/tokencut")
+    with pytest.raises(AppError, match="Resolution 1000 px is out of range"):
+        client.predict(handle_file(str(scene_image)), str(deep_model_dir), 1000, 4, 0.2, api_name="/tokencut")
+
+
+def test_one_forward_per_image_size_layer_model(client: Client, tiny_model_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "fresh.png"
+    Image.fromarray(np.random.default_rng(11).integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(path)
+
+    def forwards() -> int:
+        return client.predict(api_name="/server_stats")["forwards"]
+
+    start = forwards()
+    for size, layer in ((SIZE, 2), (SIZE, 2), (224, 2), (SIZE, 1), (SIZE, 2)):
+        client.predict(handle_file(str(path)), str(tiny_model_dir), size, layer, api_name="/features")
+    client.predict(handle_file(str(path)), str(tiny_model_dir), SIZE, 2, 0.2, api_name="/tokencut")
+    assert forwards() - start == 3
+
+
+def test_a_client_that_leaves_mid_request_does_not_break_the_server(
+    app_url: str, deep_model_dir: Path, tiny_model_dir: Path, scene_image: Path, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(12).integers(0, 255, (900, 1400, 3), dtype=np.uint8)).save(big)
+    leaving = Client(app_url, verbose=False)
+    job = leaving.submit(handle_file(str(big)), str(deep_model_dir), 896, 4, api_name="/features")
+    time.sleep(0.5)
+    job.cancel()
+    leaving.close()
+    fresh = Client(app_url, verbose=False)
+    status, summary = fresh.predict(handle_file(str(big)), str(deep_model_dir), 896, 4, api_name="/features")
+    assert summary["input_size"] == [576, 896]
+    status, summary = fresh.predict(*_args(tiny_model_dir, scene_image), api_name="/features")
     assert summary["grid"] == [17, 28]

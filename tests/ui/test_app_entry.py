@@ -95,7 +95,7 @@ def test_clicks_in_display_pixels_map_to_upload_pixels(svc: ExplorerService, tmp
     big = tmp_path / "big.png"
     Image.new("RGB", (1280, 640), (90, 90, 90)).save(big)  # displayed at 640×320
     p = svc.prepare(str(big), "tiny", 448, 2)
-    assert p.entry.display_size == (640, 320)
+    assert p.entry.display_wh == (640, 320)
     assert p.to_original(320, 160) == (640, 320)
     assert p.patch_at(*p.to_original(639, 319)) == (p.view.grid[0] - 1, p.view.grid[1] - 1)
 
