@@ -368,7 +368,7 @@ class ExplorerService:
         backbone = self.backbone(source, notify)
         size = check_size(size)
         resolved = check_layer(backbone, layer)
-        key = (entry.key, backbone.model_id, size, resolved)
+        key = (entry.key, backbone.feature_id, size, resolved)
         view = self.views.get(key)
         if view is None:
             if notify is not None and key not in self.views:
