@@ -21,7 +21,7 @@ import numpy as np
 
 from explorer.heads import io
 from explorer.heads.base import Head
-from explorer.heads.registry import TASK_KINDS, HeadRegistry, load_head_bytes
+from explorer.heads.registry import HeadRegistry, load_head_bytes
 from explorer.heads.taught import FEATURE_CHOICES, ClassificationTeacher, SegmentationTeacher, TeachError
 from explorer.ui.common import Inputs, guard
 from explorer.ui.service import LRU, ExplorerService, ImageEntry, Prepared, UserError, clamp_size

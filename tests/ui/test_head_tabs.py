@@ -21,7 +21,8 @@ from explorer.heads.io import default_heads_dir, make_card, train_command
 from explorer.heads.probe import save_probe, topk, train_probe
 from explorer.ui.classification import classification_view
 from explorer.ui.detection import MIN_THRESHOLD, detection_view
-from explorer.ui.segmentation import class_palette, segmentation_view
+from explorer.ui.segmentation import segmentation_view
+from explorer.viz import class_palette
 from explorer.ui.service import ExplorerService
 from tests.conftest import make_tiny_model
 
@@ -154,7 +155,7 @@ def test_detect_boxes_inside_and_threshold_needs_no_forward(svc: ExplorerService
     assert img_hi.shape == (UPLOAD[1], UPLOAD[0], 3)
     assert len(forwards) == 1  # the slider only filtered and redrew
     # Reference: the head itself at that threshold gives the same number of boxes.
-    head = det.load_head(default_heads_dir(MODEL_ID, svc.heads_dir), backbone)
+    head = det.load_detection(default_heads_dir(MODEL_ID, svc.heads_dir), backbone)
     feats = backbone.extract(svc.image(str(upload)).image, 224, backbone.num_layers)
     ref = det.predict(head, feats.patches, feats.input_size, score_threshold=cut)[0]
     assert len(ref["scores"]) == len(high)
