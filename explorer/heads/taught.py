@@ -162,6 +162,15 @@ class TaughtSegmentationHead(CardFields):
         return upsample(self.patch_proba(features), tuple(features.image_size))[0]
 
 
+def foreground_mask(head: TaughtSegmentationHead, features: Any) -> np.ndarray | None:
+    """``bool[h, w]`` patch mask of everything not ``background`` (the two-class case of the notebook), the
+    shape TokenCut's mask has, so the PCA view can fit on it; None when no class is called background."""
+    bg = next((k for k, n in enumerate(head.class_names) if n.strip().lower() in BACKGROUND_NAMES), None)
+    if bg is None:
+        return None
+    return head.patch_proba(features).argmax(axis=2) != bg
+
+
 def upsample(proba: np.ndarray, out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Patch probabilities ``[h, w, K]`` -> (class map ``uint8[H, W]``, probabilities ``float32[H, W, K]``),
     bilinear (cell-centred, like the model's patches)."""

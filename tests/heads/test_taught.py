@@ -17,6 +17,7 @@ from explorer.heads.taught import (
     SegmentationTeacher,
     TeachError,
     boxes_from_segmentation,
+    foreground_mask,
     brush_patches,
     mask_patches,
     parse_class_list,
@@ -85,6 +86,7 @@ def test_two_clusters_get_their_labels_and_a_planted_object_its_mask() -> None:
     assert (full[8::16, 8::16] == np.where(gmask, 0, 1)).all()
     assert head.card["taught"] == "taught from 1 images / 2 marks" and head.card["layer"] == 2
     assert head.card["pixel_spec"] == {"recipe": "test", "size": 128}
+    assert (foreground_mask(head, g) == gmask).all()
 
 
 def test_later_marks_override_and_counts_follow() -> None:

@@ -22,8 +22,8 @@ from explorer.heads.probe import save_probe, topk, train_probe
 from explorer.ui.classification import classification_view
 from explorer.ui.detection import MIN_THRESHOLD, detection_view
 from explorer.ui.segmentation import segmentation_view
-from explorer.viz import class_palette
 from explorer.ui.service import ExplorerService
+from explorer.viz import class_palette
 from tests.conftest import make_tiny_model
 
 MODEL_ID = "tiny-heads-test"
