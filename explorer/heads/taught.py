@@ -308,11 +308,12 @@ class SegmentationTeacher(_ClassList):
 def taught_card(kind: str, backbone: Any, classes: Sequence[str], size: int, layer: int | None,
                 recipe: dict[str, Any]) -> dict[str, Any]:
     """The card of a taught head (the shipped heads' card keys, plus "taught from N images / M marks")."""
-    from explorer.heads.io import make_card
+    from explorer.heads.io import make_card, utc_now
 
     note = (f"taught from {recipe.get('taught_from_images', 0)} images / "
             f"{recipe.get('marks', recipe.get('examples', 0))} {'marks' if 'marks' in recipe else 'examples'}")
-    return make_card(kind, backbone, list(classes), int(size), recipe=recipe, layer=layer, taught=note)
+    return make_card(kind, backbone, list(classes), int(size), recipe=recipe, layer=layer, taught=note,
+                     created=utc_now())
 
 
 def segmentation_from_state(state: dict[str, Any], card: dict[str, Any]) -> TaughtSegmentationHead:

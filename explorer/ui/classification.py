@@ -8,6 +8,7 @@ once the image has been seen at that size and layer.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
@@ -29,6 +30,7 @@ from explorer.ui.service import LRU, ExplorerService, ImageEntry, Prepared, User
 TOP_K = 5
 HEAD_CHOICES = ["auto", "taught", "uploaded", "shipped"]  # auto: taught, else uploaded, else shipped
 THUMB_SIDE = 96
+_HEAD_FILES = Path(tempfile.gettempdir()) / "explorer-taught-heads"
 _LOCKS: LRU[tuple, threading.Lock] = LRU(64)  # one per (service, image, model, size, layer) being prepared
 _LOCKS_GUARD = threading.Lock()
 
@@ -172,11 +174,17 @@ def recorded_metric_line(card: dict[str, Any], key: str, label: str) -> str:
 
 # ---------------------------------------------------------------- head files
 def head_file(head: Head, task: str) -> str:
-    """Write the head as one safetensors file (card JSON in its header) and return the path to offer."""
+    """Write the head as one safetensors file (card JSON in its header) and return the path to offer.
+
+    One folder per content hash, so re-offering an unchanged head writes nothing new (Gradio copies the
+    file into its own cache, which it sweeps)."""
     state = head.state_dict()  # type: ignore[attr-defined]
-    folder = Path(tempfile.mkdtemp(prefix="taught-head-"))
+    data = io.head_bytes(state, head.card)
+    folder = _HEAD_FILES / hashlib.sha256(data).hexdigest()[:16]
     path = folder / f"{task}-{io.backbone_slug(head.card.get('backbone_id', 'backbone'))}.safetensors"
-    path.write_bytes(io.head_bytes(state, head.card))
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
     return str(path)
 
 
