@@ -141,7 +141,7 @@ def run_detection(a: argparse.Namespace, backbone: Any) -> tuple[dict, str]:
         raise SystemExit(f"error: the detection head module is unavailable ({e})") from e
     a.format = a.format or guess_format(a.data, "detection")
     try:
-        head = detection.load_head(a.heads, backbone, a.name) if a.name else detection.load_head(a.heads, backbone)
+        head = detection.load_detection(a.heads, backbone, a.name or detection.HEAD_NAME)
     except FileNotFoundError as e:
         raise _no_head("detection", a.heads, backbone) from e
     data = load_boxes(a.data, a.split, a.format)

@@ -37,3 +37,24 @@ def test_shipped_lookup_loads_once_and_explains_absence_and_mismatch(tmp_path) -
     np.testing.assert_array_equal(direct.coef, found.head.coef)
     assert set(reg.choices(BB(), "classification")) == {"shipped"}
     assert reg.choices(BB(), "segmentation") == {}
+
+
+def test_every_head_kind_speaks_the_one_interface() -> None:
+    from explorer.heads.base import Head
+    from explorer.heads.detection import build_model, detection_from_state
+    from explorer.heads.segmentation import new_head
+    from explorer.heads.taught import TaughtSegmentationHead
+
+    probe = train_probe(np.random.default_rng(0).normal(size=(10, 4)), np.arange(10) % 2, ["a", "b"], max_iter=50)
+    seg = new_head("linear", 4, ["background", "x"])
+    model = build_model("dense", {"in_dim": 4, "num_classes": 2, "patch_size": 16, "hidden": 8})
+    card = io.make_card("detection", BB(), ["x", "y"], (64, 64), layer=2, head_kind="dense",
+                        head_config=model.cfg.to_dict())
+    det = detection_from_state(model.state_dict(), card)
+    taught = TaughtSegmentationHead(np.zeros((2, 4), np.float32), np.zeros(2, np.float32), ["o", "b"],
+                                    {"kind": "taught-segmentation", "layer": 1, "pixel_spec": {"size": 448}})
+    for head, kind in ((probe, "probe"), (seg, "segmentation"), (det, "detection"), (taught, "taught-segmentation")):
+        assert isinstance(head, Head) and head.kind == kind
+    assert (det.layer, det.size, det.pixel_spec["size"]) == (2, 64, 64)
+    assert (taught.layer, taught.size) == (1, 448)
+    assert seg.size == 224  # a card without a pixel spec: the historical 224-px default
