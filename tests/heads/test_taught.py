@@ -17,8 +17,8 @@ from explorer.heads.taught import (
     SegmentationTeacher,
     TeachError,
     boxes_from_segmentation,
-    foreground_mask,
     brush_patches,
+    foreground_mask,
     mask_patches,
     parse_class_list,
 )
