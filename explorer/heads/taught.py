@@ -38,7 +38,7 @@ BACKGROUND_NAMES = frozenset({"background", "bg"})  # never turned into boxes
 MAX_CLASSES = 64
 C_SEG = 1.0  # inverse L2 strength; unit-length features make 1.0 a safe default for a few hundred patches
 NCM_TEMPERATURE = 0.1  # softmax temperature over cosine similarities for nearest-class-mean probabilities
-LOO_MAX = 100  # leave-one-out refits at most this many held-out examples (evenly spread)
+LOO_MAX = 50  # leave-one-out refits at most this many held-out examples (evenly spread): a teach click stays quick
 
 
 class TeachError(ValueError):
@@ -232,8 +232,9 @@ class SegmentationTeacher(_ClassList):
 
     classes: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
     marks: list[Mark] = field(default_factory=list)
-    layer: int | None = None  # fixed by the first mark: every image is taught at one layer and size
+    layer: int | None = None  # fixed by the first mark: every image is taught at one backbone, layer and size
     size: int | None = None
+    model_id: str | None = None
 
     def _uses(self, name: str) -> int:
         return sum(len(m.patches) for m in self.marks if m.class_name == name)
@@ -255,22 +256,24 @@ class SegmentationTeacher(_ClassList):
         idx = idx[(idx >= 0) & (idx < grid[0] * grid[1])]
         if idx.size == 0:
             raise TeachError("That mark covers no patch of the image (it lies outside it).")
-        if self.marks and (features.layer, max(features.input_size)) != (self.layer, self.size):
-            raise TeachError(f"This head is taught on layer {self.layer} at {self.size} px; the features given "
-                             f"are layer {features.layer} at {max(features.input_size)} px.")
+        _same_source(self, features, "head")
         x = normalised_patches(features).reshape(-1, features.dim)[idx]
         mark = Mark(image_key, name, idx, x.astype(np.float32), grid)  # type: ignore[arg-type]
         if not self.marks:
             self.layer, self.size = int(features.layer), int(max(features.input_size))
+            self.model_id = str(getattr(features, "model_id", ""))
         self.marks.append(mark)
         return mark
 
     def undo(self) -> Mark | None:
-        return self.marks.pop() if self.marks else None
+        gone = self.marks.pop() if self.marks else None
+        if not self.marks:
+            self.clear()  # nothing left: the next mark may use another backbone, layer or size
+        return gone
 
     def clear(self) -> None:
         self.marks.clear()
-        self.layer = self.size = None
+        self.layer = self.size = self.model_id = None
 
     def training_set(self) -> tuple[np.ndarray, np.ndarray]:
         """(X ``float32[n, d]``, y ``int64[n]``) over every labelled patch; a later mark on the same patch of
@@ -303,6 +306,19 @@ class SegmentationTeacher(_ClassList):
             "taught_from_images": len(self.image_keys), "marks": len(self.marks), "labelled_patches": int(len(y)),
         })
         return TaughtSegmentationHead(coef, intercept, list(self.classes), card)
+
+
+def _same_source(teacher: Any, features: Any, what: str) -> None:
+    """Every example of one head comes from one backbone, layer and size (their features must compare)."""
+    if teacher.size is None:
+        return
+    mid = str(getattr(features, "model_id", ""))
+    if teacher.model_id is not None and mid != teacher.model_id:
+        raise TeachError(f"This {what} is being taught on backbone {teacher.model_id!r}; clear it to teach "
+                         f"{mid!r} instead.")
+    if (features.layer, max(features.input_size)) != (teacher.layer, teacher.size):
+        raise TeachError(f"This {what} is taught on layer {teacher.layer} at {teacher.size} px; the features "
+                         f"given are layer {features.layer} at {max(features.input_size)} px.")
 
 
 def taught_card(kind: str, backbone: Any, classes: Sequence[str], size: int, layer: int | None,
@@ -414,6 +430,7 @@ class ClassificationTeacher(_ClassList):
     feature: str = "cls"
     layer: int | None = None
     size: int | None = None
+    model_id: str | None = None
 
     def _uses(self, name: str) -> int:
         return sum(e.class_name == name for e in self.examples)
@@ -428,8 +445,8 @@ class ClassificationTeacher(_ClassList):
         name = str(class_name or "").strip()
         if not name:
             raise TeachError("Type the class this image belongs to.")
-        if self.examples and (features.layer, max(features.input_size)) != (self.layer, self.size):
-            raise TeachError(f"This classifier is taught on layer {self.layer} at {self.size} px.")
+        if self.examples:
+            _same_source(self, features, "classifier")
         if name not in self.classes:
             if len(self.classes) >= MAX_CLASSES:
                 raise TeachError(f"At most {MAX_CLASSES} classes can be taught.")
@@ -442,15 +459,19 @@ class ClassificationTeacher(_ClassList):
                 return f"Moved this image from {old!r} to {name!r}."
         if not self.examples:
             self.layer, self.size = int(features.layer), int(max(features.input_size))
+            self.model_id = str(getattr(features, "model_id", ""))
         self.examples.append(example_of(image_key, name, features, thumb))
         return f"Added to {name!r} ({self._uses(name)} example{'s' if self._uses(name) != 1 else ''})."
 
     def undo(self) -> Example | None:
-        return self.examples.pop() if self.examples else None
+        gone = self.examples.pop() if self.examples else None
+        if not self.examples:
+            self.clear()
+        return gone
 
     def clear(self) -> None:
         self.examples.clear()
-        self.layer = self.size = None
+        self.layer = self.size = self.model_id = None
 
     def labels(self) -> np.ndarray:
         return np.asarray([self.classes.index(e.class_name) for e in self.examples], np.int64)

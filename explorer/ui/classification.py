@@ -274,7 +274,7 @@ def teach_summary(session: TeachSession) -> str:
     counts = {c: sum(e.class_name == c for e in t.examples) for c in t.classes}
     parts = ", ".join(f"{c}: {n}" for c, n in counts.items())
     loo = t.leave_one_out()
-    loo_text = (f" Leave-one-out accuracy: **{100 * loo[0]:.0f}%** on {loo[1]} examples." if loo else
+    loo_text = (f" Leave-one-out accuracy: **{100 * loo[0]:.0f}%** on {loo[1]} held-out examples." if loo else
                 " Leave-one-out accuracy appears once a class has two examples.")
     rule = "nearest class mean" if max(counts.values()) <= 1 else "logistic regression"
     return f"Taught examples — {parts} ({rule} on {t.feature}).{loo_text}"

@@ -12,6 +12,7 @@ import torch
 from explorer.heads import io
 from explorer.heads.registry import head_from_state, load_head_bytes
 from explorer.heads.taught import (
+    LOO_MAX,
     MAX_CLASSES,
     ClassificationTeacher,
     SegmentationTeacher,
@@ -118,6 +119,10 @@ def test_bad_teaching_input_is_refused_and_loses_nothing() -> None:
     other = FakeFeatures(f.patches, f.cls, layer=1)
     with pytest.raises(TeachError, match="layer 2"):
         teacher.add_mark("b", other, [0], "background")
+    stranger = FakeFeatures(f.patches, f.cls)
+    stranger.model_id = "another/backbone"  # type: ignore[attr-defined]
+    with pytest.raises(TeachError, match="another/backbone"):
+        teacher.add_mark("c", stranger, [0], "background")
     assert len(teacher.marks) == 1 and teacher.classes == ["object", "background"]
     # rename in place carries the marks; then the head uses the new name
     assert "renamed 'object' to 'cup'" in teacher.set_classes(["cup", "background"])
@@ -207,7 +212,7 @@ def test_classifier_hundreds_of_examples_and_bad_input() -> None:
     head = t.fit(FakeBackbone())
     assert head.card["recipe"]["examples"] == 301
     acc, n = t.leave_one_out()
-    assert n == 100 and acc > 0.9
+    assert n == LOO_MAX and acc > 0.9
     with pytest.raises(TeachError, match="still has marks or examples"):
         t.set_classes(["a", "b"])
     assert len(t.examples) == 301
