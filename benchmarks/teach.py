@@ -14,7 +14,8 @@
   train-split scenes — painting simulated by sampling 20 patches entirely inside the ground-truth
   foreground and 20 entirely outside it per scene — scored as pixel mIoU (mean of the two IoUs) on the test
   split; ``cls_top1_{1,5,10}``: taught classification (CLS) with 1, 5, 10 train-split examples per class,
-  top-1 on the test split's single-object scenes.
+  top-1 on the test split (every scene has one dominant class); ``cls_avgpool_top1_*`` the same on CLS + mean
+  patch token.
 """
 
 from __future__ import annotations
@@ -146,18 +147,19 @@ def cls_quality(backbone: Backbone, world: str, size: int, rng_seed: int = 0) ->
     row = {i: j for j, i in enumerate(used)}
     fte = extract_features(backbone, test.paths, test.root, size, None, patches=False, progress=False)
     out = {}
-    for n in (1, 5, 10):
-        t = ClassificationTeacher()
-        for k, idx in pick.items():
-            for i in idx[:n]:
-                j = row[int(i)]
-                t.add(f"tr{i}", Grid(torch.zeros(1, 1, 1), size, ftr.cls[j]), train.class_names[k])
-        head = t.fit(Stub())
-        right = 0
-        for i in range(len(test.paths)):
-            p = head.predict(Grid(torch.zeros(1, 1, 1), size, fte.cls[i]))
-            right += int(head.class_names[int(np.argmax(p))] == test.class_names[int(test.labels[i])])
-        out[f"cls_top1_{n}"] = round(right / len(test.paths), 4)
+    for feature, prefix in (("cls", "cls_top1"), ("cls+avgpool", "cls_avgpool_top1")):
+        for n in (1, 5, 10):
+            t = ClassificationTeacher(feature=feature)
+            for k, idx in pick.items():
+                for i in idx[:n]:
+                    j = row[int(i)]
+                    t.add(f"tr{i}", Grid(ftr.patch_mean[j].reshape(1, 1, -1), size, ftr.cls[j]), train.class_names[k])
+            head = t.fit(Stub())
+            right = 0
+            for i in range(len(test.paths)):
+                p = head.predict(Grid(fte.patch_mean[i].reshape(1, 1, -1), size, fte.cls[i]))
+                right += int(head.class_names[int(np.argmax(p))] == test.class_names[int(test.labels[i])])
+            out[f"{prefix}_{n}"] = round(right / len(test.paths), 4)
     out["cls_classes"] = len(pick)
     return out
 
