@@ -202,7 +202,7 @@ def check_backbone(card: Mapping[str, Any], backbone: Any, where: str = "") -> N
         kind = card.get("kind", card.get("name", "head"))
         raise HeadMismatchError(
             f"The {kind} head{(' in ' + where) if where else ''} was trained for backbone "
-            f"{card.get('backbone_id')!r} (config fingerprint {want}), but the loaded backbone is "
+            f"{card.get('backbone_id')!r} (fingerprint of config + weights {want}), but the loaded backbone is "
             f"{have_id!r} (fingerprint {have}). Heads only work on the backbone they were trained on. "
             f"Train one for this backbone: python -m explorer train-head {kind} --data DIR --model {have_id}"
         )
