@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from explorer.eval.metrics import coco_detection_map  # noqa: E402
 from explorer.heads.detection import evaluate, extract_grids, save, train_detection  # noqa: E402
 
 
@@ -180,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
                                lr=lr, batch_size=args.batch_size, config=conf, grid_flip=args.grid_flip,
                                progress=False)
         train_s = time.time() - t0
-        m_val = evaluate(head, fva, tva, (args.size, args.size))
+        m_val = evaluate(head, fva, tva, (args.size, args.size), metric=coco_detection_map)
         k = min(len(ttr), 300)
-        m_tr = evaluate(head, ftr[:k], ttr[:k], (args.size, args.size))
+        m_tr = evaluate(head, ftr[:k], ttr[:k], (args.size, args.size), metric=coco_detection_map)
         result["heads"][kind] = {
             **{k2: round(v, 4) for k2, v in m_val.items()}, "train_map": round(m_tr["map"], 4),
             "train_seconds": round(train_s, 1), "epochs": head.recipe["epochs"], "lr": head.recipe["lr"],

@@ -7,7 +7,10 @@ once per colour map (to build a 256-entry lookup table), never per call.
 
 from __future__ import annotations
 
+import colorsys
+import html
 from functools import lru_cache
+from typing import Any
 
 import cv2
 import numpy as np
@@ -144,6 +147,66 @@ def mask_overlay(
     return out
 
 
+@lru_cache(maxsize=16)
+def class_palette(n: int) -> np.ndarray:
+    """uint8[n, 3] distinct colours for class ids; index 0 (background) is black and never painted.
+
+    Golden-ratio hue steps keep neighbouring class ids far apart in colour.
+    """
+    out = np.zeros((max(n, 1), 3), np.uint8)
+    for i in range(1, n):
+        h = (0.08 + (i - 1) * 0.618034) % 1.0
+        s, v = (0.85, 0.95) if i % 2 else (0.6, 0.8)
+        out[i] = np.rint(np.array(colorsys.hsv_to_rgb(h, s, v)) * 255)
+    out.flags.writeable = False  # shared by every caller through the cache
+    return out
+
+
+def blend_classes(base: np.ndarray, classes: np.ndarray, palette: np.ndarray, opacity: float,
+                  skip: int | None = 0) -> np.ndarray:
+    """Paint the pixels of class map ``classes`` (same H×W as ``base``) with their colour at ``opacity``;
+    pixels of class ``skip`` (background; None = paint all) keep the image."""
+    colour = np.ascontiguousarray(palette[classes])
+    mixed = cv2.addWeighted(colour, float(opacity), base, 1.0 - float(opacity), 0.0)
+    if skip is None:
+        return mixed
+    out = base.copy()
+    cv2.copyTo(mixed, (classes != skip).astype(np.uint8), out)
+    return out
+
+
+def draw_detections(base: np.ndarray, dets: list[dict[str, Any]], scale: float, palette: np.ndarray,
+                    colour_offset: int = 1) -> np.ndarray:
+    """Boxes ``d["box_xyxy"]`` (original-image pixels times ``scale`` = display pixels) with a "name score"
+    tag each, coloured ``palette[(class_id + colour_offset) % len]``; best drawn last, on top."""
+    out = np.ascontiguousarray(base.copy())
+    H, W = out.shape[:2]
+    t = max(2, round(max(H, W) / 250))
+    font_scale = max(0.4, max(H, W) / 1100)
+    for d in reversed(dets):
+        x0, y0, x1, y1 = (int(round(v * scale)) for v in d["box_xyxy"])
+        colour = tuple(int(c) for c in palette[(d["class_id"] + colour_offset) % len(palette)])
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, t)
+        tag = f"{d['label']} {d['score']:.2f}"
+        (tw, th), base_line = cv2.getTextSize(tag, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        ty = y0 - 2 if y0 - th - base_line - 2 >= 0 else min(H - 1, y0 + th + base_line + 2)
+        cv2.rectangle(out, (x0, ty - th - base_line), (min(W - 1, x0 + tw + 4), ty + 1), colour, -1)
+        cv2.putText(out, tag, (x0 + 2, ty - base_line + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return out
+
+
+def draw_points(base: np.ndarray, points_xy: list[tuple[float, float]], colours: list[tuple[int, int, int]],
+                radius: int | None = None) -> np.ndarray:
+    """Filled dots with a dark rim at display pixels (the teaching marks)."""
+    out = np.ascontiguousarray(base.copy())
+    r = radius or max(3, round(max(out.shape[:2]) / 120))
+    for (x, y), c in zip(points_xy, colours, strict=True):
+        cv2.circle(out, (int(round(x)), int(round(y))), r + 1, (0, 0, 0), -1, cv2.LINE_AA)
+        cv2.circle(out, (int(round(x)), int(round(y))), r, tuple(int(v) for v in c), -1, cv2.LINE_AA)
+    return out
+
+
 # ---------------------------------------------------------------- geometry
 def pixel_to_patch(x: float, y: float, size: Size, grid: Grid) -> tuple[int, int]:
     """(x, y) pixels of an image of `size` (W, H) -> (row, col) of the patch grid (h, w).
@@ -248,6 +311,26 @@ def gram_figure(
         height=460,
     )
     return fig
+
+
+def class_legend_html(class_names: list[str], classes: np.ndarray, palette: np.ndarray,
+                      background: int | None = 0) -> str:
+    """Swatches of the classes present in a class map (largest area first) with their share of the image;
+    class ``background`` gets a dashed, empty swatch (it is not painted)."""
+    counts = np.bincount(np.asarray(classes).ravel(), minlength=len(class_names))
+    total = max(1, int(np.asarray(classes).size))
+    items = []
+    for k in np.argsort(-counts, kind="stable"):
+        if counts[k] == 0 or k >= len(class_names):
+            continue
+        r, g, b = (int(c) for c in palette[k])
+        swatch = "transparent;border:1px dashed #888" if k == background else f"rgb({r},{g},{b})"
+        items.append(
+            f'<span style="display:inline-flex;align-items:center;gap:4px;margin-right:12px">'
+            f'<span style="width:14px;height:14px;border-radius:3px;background:{swatch}"></span>'
+            f"{html.escape(class_names[k])} {100 * counts[k] / total:.1f}%</span>"
+        )
+    return f'<div class="seg-legend" style="font-size:13px;line-height:1.9">{"".join(items)}</div>'
 
 
 def legend_html(cmap: str, vmin: float, vmax: float, label: str) -> str:

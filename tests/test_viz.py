@@ -114,3 +114,27 @@ def test_gram_figure_has_heatmap_and_highlight() -> None:
 def test_legend_html_mentions_range() -> None:
     html = viz.legend_html("inferno", -1.0, 1.0, "cosine")
     assert "-1.00" in html and "1.00" in html and "linear-gradient" in html
+
+
+def test_class_palette_blend_and_legend() -> None:
+    pal = viz.class_palette(4)
+    assert pal.shape == (4, 3) and (pal[0] == 0).all() and len({tuple(c) for c in pal[1:]}) == 3
+    base = np.full((2, 3, 3), 100, np.uint8)
+    classes = np.array([[0, 1, 2], [3, 0, 1]], np.uint8)
+    out = viz.blend_classes(base, classes, pal, 0.5)
+    assert (out[classes == 0] == 100).all()  # background keeps the image
+    want = np.rint(0.5 * pal[classes[classes > 0]].astype(float) + 50)
+    assert np.abs(out[classes > 0].astype(int) - want).max() <= 1
+    painted_all = viz.blend_classes(base, classes, pal, 1.0, skip=None)
+    assert (painted_all == pal[classes]).all()
+    html = viz.class_legend_html(["bg", "cat", "dog", "<b>"], classes, pal)
+    assert html.index("cat") < html.index("dog") or html.count("%") == 4  # 2 px each: order is stable
+    assert "&lt;b&gt;" in html and "33.3%" in html and "dashed" in html
+
+
+def test_draw_detections_marks_the_box_edges() -> None:
+    base = np.zeros((40, 60, 3), np.uint8)
+    out = viz.draw_detections(base, [{"box_xyxy": [10, 10, 30, 20], "label": "x", "class_id": 0, "score": 0.5}],
+                              1.0, viz.class_palette(3))
+    assert not out[35, 50].any()  # outside the box and its tag: untouched
+    assert out[20, 20].any() and out[15, 10].any()  # bottom edge and left edge are drawn

@@ -98,13 +98,13 @@ def run_probe(a: argparse.Namespace, backbone: Any) -> tuple[dict, str]:
 
 def run_segmentation(a: argparse.Namespace, backbone: Any) -> tuple[dict, str]:
     from explorer.eval.datasets import load_segmentation
-    from explorer.heads.segmentation import load_segmentation as load_head
+    from explorer.heads import segmentation as segmentation_heads
 
     a.format = "voc"
     name = a.name or "segmentation"
     if not (a.heads / f"{name}.json").is_file():
         raise _no_head("segmentation", a.heads, backbone)
-    head = load_head(a.heads, backbone, name)
+    head = segmentation_heads.load_segmentation(a.heads, backbone, name)
     data = load_segmentation(a.data, a.split)
     if list(data.class_names) != list(head.class_names):
         raise SystemExit(f"error: dataset classes ({len(data.class_names)}) differ from the head's "
@@ -126,7 +126,7 @@ def run_detection(a: argparse.Namespace, backbone: Any) -> tuple[dict, str]:
     from explorer.heads import detection
     a.format = a.format or guess_format(a.data, "detection")
     try:
-        head = detection.load_head(a.heads, backbone, a.name) if a.name else detection.load_head(a.heads, backbone)
+        head = detection.load_detection(a.heads, backbone, a.name or detection.HEAD_NAME)
     except FileNotFoundError as e:
         raise _no_head("detection", a.heads, backbone) from e
     data = load_boxes(a.data, a.split, a.format)

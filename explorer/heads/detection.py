@@ -5,8 +5,10 @@ Two heads share one API (``kind``):
 - ``"detr"``: DETR-style set prediction with Hungarian matching (``detection_detr``).
 
 Training runs on cached patch grids ``[N, h, w, d]`` (one backbone pass per image, done by the
-caller or by :func:`extract_grids`), so an epoch costs only the head. Boxes everywhere are xyxy in
-pixels of the image that was fed to the backbone (``input_size``, (H, W)).
+caller or by :func:`extract_grids`, through ``Backbone.preprocess_many``: the pixels the app serves the
+head on), so an epoch costs only the head. Boxes everywhere are xyxy in pixels of the image that was fed
+to the backbone (``input_size``, (H, W)). Scoring (COCO mAP) lives in ``explorer.eval``; ``evaluate``
+takes the metric as an argument so this layer never imports the one above it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from explorer.heads.base import CardFields
 from explorer.heads.detection_dense import (
     DenseConfig,
     DenseDetector,
@@ -45,20 +48,46 @@ DEFAULTS: dict[str, dict[str, float]] = {
 
 
 @dataclass
-class DetectionHead:
-    """A trained head plus what it needs to turn logits into boxes."""
+class DetectionHead(CardFields):
+    """A trained head plus what it needs to turn logits into boxes.
 
-    kind: str
+    ``arch`` is ``"dense"`` or ``"detr"``; ``kind`` (the head interface's) is always ``"detection"``.
+    ``card`` is filled by :func:`save` / :func:`load_detection`; before that ``layer`` and ``size`` come from
+    the training arguments.
+    """
+
+    arch: str
     model: nn.Module
     class_names: list[str]
-    input_size: tuple[int, int]
+    input_size: tuple[int, int]  # (H, W) of the training inputs
     recipe: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    layer: int | None = None  # backbone block the grids came from (None = last)
+    trained_layer: int | None = None  # backbone block the grids came from (None = last)
+    card: dict[str, Any] = field(default_factory=dict)
+    default_kind = "detection"
 
     @property
     def config(self) -> DenseConfig | DetrConfig:
         return self.model.cfg  # type: ignore[return-value]
+
+    @property
+    def layer(self) -> int | None:
+        return self.card.get("layer", self.trained_layer) if self.card else self.trained_layer
+
+    @layer.setter
+    def layer(self, value: int | None) -> None:  # set by the trainer once it knows the resolved block
+        self.trained_layer = value
+        if self.card:
+            self.card["layer"] = value
+
+    @property
+    def size(self) -> int:
+        return super().size if self.card else int(max(self.input_size))
+
+    def predict(self, features: Any) -> dict[str, np.ndarray]:
+        """Boxes (xyxy, pixels of ``features.input_size``), scores and labels of one image, low threshold
+        (callers filter by score)."""
+        return predict(self, features.patches, features.input_size, score_threshold=0.05)[0]
 
 
 def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
@@ -225,7 +254,7 @@ def train_detection(
         "classification": ("sigmoid focal (alpha 0.25, gamma 2)" if kind == "dense"
                            else f"softmax CE, no-object weight {model.cfg.eos_coef:.2g}"),
     }
-    return DetectionHead(kind=kind, model=model, class_names=names, input_size=tuple(input_size), recipe=recipe)
+    return DetectionHead(arch=kind, model=model, class_names=names, input_size=tuple(input_size), recipe=recipe)
 
 
 @torch.no_grad()
@@ -250,7 +279,7 @@ def predict(
     for i in range(0, len(features_batch), batch_size):
         feats = features_batch[i:i + batch_size].to(dev).float()
         out = model(feats)
-        if head.kind == "dense":
+        if head.arch == "dense":
             res += decode_dense(model, out, size, score_threshold=score_threshold)  # type: ignore[arg-type]
         else:
             res += decode_detr(out, size, score_threshold=score_threshold)
@@ -258,51 +287,63 @@ def predict(
 
 
 def evaluate(head: DetectionHead, features: Tensor, targets: Sequence[dict[str, Any]],
-             input_size: tuple[int, int] | None = None) -> dict[str, float]:
-    """COCO mAP@[.5:.95], AP50, AP75 (pycocotools) of the head on cached grids."""
-    from explorer.eval.metrics import coco_detection_map
-
+             input_size: tuple[int, int] | None = None, *, metric: Callable[..., dict[str, Any]]) -> dict[str, float]:
+    """mAP@[.5:.95], AP50, AP75 of the head on cached grids; ``metric`` is
+    ``explorer.eval.metrics.coco_detection_map`` (pycocotools), passed in by the caller."""
     preds = predict(head, features, input_size, score_threshold=0.001)
-    m = coco_detection_map([np.asarray(t["boxes"]) for t in targets], [np.asarray(t["labels"]) for t in targets],
-                           preds, num_classes=len(head.class_names))
+    m = metric([np.asarray(t["boxes"]) for t in targets], [np.asarray(t["labels"]) for t in targets],
+               preds, num_classes=len(head.class_names))
     return {"map": float(m["map"]), "ap50": float(m["ap50"]), "ap75": float(m["ap75"])}
+
+
+def detection_state(head: DetectionHead, backbone: Any, metrics: dict[str, Any] | None = None
+                    ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(weights, card) of a head: the card records the pixel spec the grids were made with."""
+    from explorer.heads.io import make_card
+
+    card = make_card("detection", backbone, head.class_names, head.input_size, recipe=head.recipe,
+                     metrics={**head.metrics, **(metrics or {})}, layer=head.layer, head_kind=head.arch,
+                     head_config=head.config.to_dict())
+    return head.model.state_dict(), card
 
 
 def save(head: DetectionHead, directory: str | Path, backbone: Any, name: str = HEAD_NAME,
          metrics: dict[str, Any] | None = None) -> Path:
     """Safetensors weights + JSON card (``explorer.heads.io``), tied to ``backbone``'s fingerprint."""
-    from explorer.heads.io import make_card, save_head
+    from explorer.heads.io import read_card, save_head
 
-    card = make_card("detection", backbone, head.class_names, head.input_size, recipe=head.recipe,
-                     metrics={**head.metrics, **(metrics or {})}, layer=head.layer, head_kind=head.kind,
-                     head_config=head.config.to_dict())
-    return save_head(directory, name, head.model.state_dict(), card)
+    state, card = detection_state(head, backbone, metrics)
+    path = save_head(directory, name, state, card)
+    head.card = read_card(directory, name)
+    return path
 
 
-def load_head(directory: str | Path, backbone: Any, name: str = HEAD_NAME) -> DetectionHead:
+def load_detection(directory: str | Path, backbone: Any, name: str = HEAD_NAME) -> DetectionHead:
     """Rebuild a saved head; refuses (``HeadMismatchError``) a head trained for another backbone."""
-    from explorer.heads.io import load_head as io_load_head
+    from explorer.heads.io import read_head
 
-    state, card = io_load_head(directory, name, backbone)
+    return detection_from_state(*read_head(directory, name, backbone))
+
+
+def detection_from_state(state: dict[str, Tensor], card: dict[str, Any]) -> DetectionHead:
+    """A detection head from its weights and card (from a folder or an uploaded one-file head)."""
     model = build_model(card["head_kind"], dict(card["head_config"]))
     model.load_state_dict(state)
-    return DetectionHead(kind=card["head_kind"], model=model.eval(), class_names=list(card["class_names"]),
+    return DetectionHead(arch=card["head_kind"], model=model.eval(), class_names=list(card["class_names"]),
                          input_size=tuple(card["input_size"]), recipe=dict(card.get("recipe", {})),
-                         metrics=dict(card.get("metrics", {})), layer=card.get("layer"))
+                         metrics=dict(card.get("metrics", {})), trained_layer=card.get("layer"), card=card)
 
 
 @torch.no_grad()
 def extract_grids(backbone: Any, images: Sequence[np.ndarray], size: int = 224, batch_size: int = 32,
                   layer: int | None = None, progress: bool = False) -> Tensor:
-    """Square-resized images -> float16 patch grids ``[N, h, w, d]`` (one backbone pass each).
+    """Images -> float16 patch grids ``[N, h, w, d]`` through ``Backbone.preprocess_many`` (one pass each).
 
-    Detection batches need one grid shape, so images are resized to ``size x size`` (boxes must be
-    scaled by the caller with :func:`scale_boxes`).
+    Batches need one grid shape, so the images must share one aspect ratio (the world's square scenes
+    do); boxes in image pixels are mapped to input pixels with :func:`scale_boxes`.
     """
     from PIL import Image
 
-    mean = torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1)
     out = []
     rng = range(0, len(images), batch_size)
     if progress:
@@ -310,20 +351,15 @@ def extract_grids(backbone: Any, images: Sequence[np.ndarray], size: int = 224, 
 
         rng = tqdm(rng, desc="backbone features", unit="batch")
     for i in rng:
-        arrs = []
-        for im in images[i:i + batch_size]:
-            a = np.asarray(im)
-            if a.shape[0] != size or a.shape[1] != size:
-                a = np.asarray(Image.fromarray(a).convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
-            arrs.append(a[..., :3])
-        px = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 255.0
-        px = (px - mean) / std
-        out.append(backbone.forward_batch(px, layer)[2].half())
+        batch = [Image.fromarray(np.asarray(im)[..., :3]) for im in images[i:i + batch_size]]
+        out.append(backbone.forward_batch(backbone.preprocess_many(batch, size), layer)[2].half())
     return torch.cat(out)
 
 
-def scale_boxes(boxes: np.ndarray, image_hw: tuple[int, int], size: int) -> np.ndarray:
-    """Boxes in original image pixels -> pixels of the ``size x size`` backbone input."""
+def scale_boxes(boxes: np.ndarray, image_hw: tuple[int, int], size: int | tuple[int, int]) -> np.ndarray:
+    """Boxes in original image pixels -> pixels of the backbone input: ``size`` is the input's (H, W), or
+    one int for a square ``size x size`` input."""
     h, w = image_hw
-    s = np.array([size / w, size / h, size / w, size / h], dtype=np.float32)
+    ih, iw = (size, size) if isinstance(size, int) else size
+    s = np.array([iw / w, ih / h, iw / w, ih / h], dtype=np.float32)
     return np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * s

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from explorer.heads import io
+from explorer.heads.base import CardFields
 
 NAME = "probe"
 # "cls": the report's protocol. "cls+avgpool": CLS concatenated with the mean patch token (the DINOv2
@@ -26,8 +27,9 @@ ABSENT_LOGIT = -1e30
 
 
 @dataclass
-class ProbeHead:
-    """A trained probe: ``softmax(((x - mean) / scale) @ coef.T + intercept)``."""
+class ProbeHead(CardFields):
+    """A trained probe: ``softmax(((x' - mean) / scale) @ coef.T + intercept)`` where ``x'`` is the input,
+    L2-normalised first when ``l2_normalize`` (the taught classifier's choice for few examples)."""
 
     coef: np.ndarray  # (K, d) float32
     intercept: np.ndarray  # (K,) float32
@@ -36,9 +38,15 @@ class ProbeHead:
     class_names: list[str]
     card: dict[str, Any] = field(default_factory=dict)
     feature: str = "cls"
+    l2_normalize: bool = False
+    default_kind = "probe"
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
+
+    def predict(self, features: Any) -> np.ndarray:
+        """Class probabilities ``float[K]`` of one image's ``Features``."""
+        return predict_proba(self, features)[0]
 
 
 def train_probe(
@@ -103,6 +111,11 @@ def probe_input(feature: str, cls: Any, patch_mean: Any | None = None) -> np.nda
     raise ValueError(f"unknown probe feature {feature!r}; expected one of {FEATURES}")
 
 
+def l2_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 def _np(x: Any) -> np.ndarray:
     return x.detach().cpu().float().numpy() if hasattr(x, "detach") else np.asarray(x)
 
@@ -119,6 +132,8 @@ def decision_function(head: ProbeHead, cls_features: Any) -> np.ndarray:
         cls_features = features_vector(head, cls_features)
     x = np.asarray(_np(cls_features), dtype=np.float64)
     x = x.reshape(1, -1) if x.ndim == 1 else x
+    if head.l2_normalize:
+        x = l2_rows(x)
     xs = (x - head.mean.astype(np.float64)) / head.scale.astype(np.float64)
     return xs @ head.coef.astype(np.float64).T + head.intercept.astype(np.float64)
 
@@ -146,15 +161,31 @@ def topk(head: ProbeHead, cls_feature: Any, k: int = 5) -> list[tuple[str, float
 def save_probe(head: ProbeHead, directory: str | Path, name: str = NAME) -> Path:
     if not head.card:
         raise ValueError("probe has no card; build one with explorer.heads.io.make_card")
+    return io.save_head(directory, name, *probe_state(head))
+
+
+def probe_state(head: ProbeHead) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(weights, card) as written to disk; the card carries what rebuilds the input (feature, l2)."""
     card = dict(head.card)
     card["class_names"] = list(head.class_names)
     card["feature"] = head.feature
-    return io.save_head(directory, name, head.state_dict(), card)
+    card["l2_normalize"] = bool(head.l2_normalize)
+    return head.state_dict(), card
 
 
 def load_probe(directory: str | Path, backbone: Any, name: str = NAME) -> ProbeHead:
     """Load a saved probe; raises ``HeadMismatchError`` for a head trained on another backbone."""
-    state, card = io.load_head(directory, name, backbone)
+    return probe_from_state(*io.read_head(directory, name, backbone))
+
+
+def probe_from_state(state: dict[str, Any], card: dict[str, Any]) -> ProbeHead:
+    """A probe from its weights and card (from a folder or an uploaded one-file head)."""
+    for key in ("coef", "intercept", "mean", "scale"):
+        if key not in state:
+            raise ValueError(f"probe weights lack {key!r}")
+    k, d = state["coef"].shape
+    if len(card["class_names"]) != k or tuple(state["intercept"].shape) != (k,) or state["mean"].shape[-1] != d:
+        raise ValueError("probe weights do not match their card's classes")
     return ProbeHead(
         coef=state["coef"].numpy(),
         intercept=state["intercept"].numpy(),
@@ -163,4 +194,5 @@ def load_probe(directory: str | Path, backbone: Any, name: str = NAME) -> ProbeH
         class_names=list(card["class_names"]),
         card=card,
         feature=card.get("feature", "cls"),
+        l2_normalize=bool(card.get("l2_normalize", False)),
     )

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from explorer.heads import io
+from explorer.heads.base import CardFields
 
 NAME = "segmentation"
 IGNORE_INDEX = 255
@@ -71,13 +72,18 @@ def build_module(config: dict[str, Any]) -> nn.Module:
 
 
 @dataclass
-class SegHead:
+class SegHead(CardFields):
     """A segmentation head plus what is needed to use it: classes (0 = background) and its card."""
 
     module: nn.Module
     config: dict[str, Any]
     class_names: list[str]  # index i <-> label value i; class_names[0] == "background"
     card: dict[str, Any] = field(default_factory=dict)
+    default_kind = "segmentation"
+
+    def predict(self, features: Any) -> np.ndarray:
+        """Class map ``uint8[H, W]`` at the image's original ``features.image_size``."""
+        return predict(self, features)
 
 
 def new_head(arch: str, in_dim: int, class_names: Sequence[str], hidden: int = 128, layers: int = 2) -> SegHead:
@@ -211,7 +217,11 @@ def save_segmentation(head: SegHead, directory: str | Path, name: str = NAME) ->
 
 def load_segmentation(directory: str | Path, backbone: Any, name: str = NAME) -> SegHead:
     """Load a saved head; raises ``HeadMismatchError`` for a head trained on another backbone."""
-    state, card = io.load_head(directory, name, backbone)
+    return segmentation_from_state(*io.read_head(directory, name, backbone))
+
+
+def segmentation_from_state(state: dict[str, Any], card: dict[str, Any]) -> SegHead:
+    """A segmentation head from its weights and card (from a folder or an uploaded one-file head)."""
     module = build_module(card["config"])
     missing, unexpected = module.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]

@@ -1,16 +1,15 @@
-"""Detection tab: the detection head's boxes with class names and scores, and a score-threshold slider.
+"""Detection tab: boxes with class names and scores, and a score-threshold slider.
 
-The head runs once per (features, head) at the lowest threshold the slider allows and the result is
+Two sources of boxes: the shipped detection head, or the segmentation taught in the Segmentation tab
+(connected components of its class map, per class; score = the component's mean probability).
+
+The shipped head runs once per (features, head) at the lowest threshold the slider allows and the result is
 memoised on the cached features; moving the slider only filters by score and redraws. That equals
 running the head at the higher threshold: class-wise NMS is greedy by score, so a box's fate depends
 only on higher-scoring boxes, which pass any threshold it passes (up to the decoder's 50-box cap).
 
-Which features: the head's card size (224, longer side) and layer, aspect kept, through the shared
-cache. The heads were trained on square 224-px resizes, but the dense head is convolutional over the
-patch grid, and measured on non-square inputs the aspect-kept grid is the better choice: a dense head
-trained on 1200 square world scenes (tiny random 64-d backbone, 10 epochs, class-agnostic) scored
-mAP 0.182 / AP50 0.509 on square test scenes, and on 200 crops of 224x140 / 140x224 px mAP 0.175 /
-AP50 0.475 with aspect-kept grids vs 0.131 / 0.402 when the crop was squashed to 224x224 as in training.
+Which features: the head's card pixel spec (224, longer side) and layer, aspect kept, through the shared
+cache — the same ``Backbone.preprocess`` path the head was trained on.
 """
 
 from __future__ import annotations
@@ -18,14 +17,22 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import cv2
 import gradio as gr
 import numpy as np
 
-from explorer.heads.detection import load_head, predict
-from explorer.ui.classification import entry_and_backbone, head_features, head_note, lookup_head
+from explorer import viz
+from explorer.heads.taught import TaughtSegmentationHead, boxes_from_segmentation
+from explorer.ui.classification import (
+    HEAD_CHOICES,
+    TeachSession,
+    entry_and_backbone,
+    features_for,
+    head_note,
+    pick_head,
+    session_state,
+)
 from explorer.ui.common import Inputs, guard, image_output
-from explorer.ui.segmentation import class_palette
+from explorer.ui.segmentation import taught_maps, taught_palette
 from explorer.ui.service import ExplorerService
 
 MIN_THRESHOLD = 0.05  # the slider's lowest value; the head is decoded once at this threshold
@@ -51,76 +58,78 @@ def detections_at(raw: dict[str, np.ndarray], class_names: list[str], threshold:
     return out
 
 
-def draw_detections(base: np.ndarray, dets: list[dict[str, Any]], scale: float, palette: np.ndarray) -> np.ndarray:
-    """Boxes (original-image pixels times ``scale`` = display pixels) with a "name score" tag each."""
-    out = np.ascontiguousarray(base.copy())
-    H, W = out.shape[:2]
-    t = max(2, round(max(H, W) / 250))
-    font_scale = max(0.4, max(H, W) / 1100)
-    for d in reversed(dets):  # best last, so it is drawn on top
-        x0, y0, x1, y1 = (int(round(v * scale)) for v in d["box_xyxy"])
-        colour = tuple(int(c) for c in palette[(d["class_id"] + 1) % len(palette)])
-        cv2.rectangle(out, (x0, y0), (x1, y1), colour, t)
-        tag = f"{d['label']} {d['score']:.2f}"
-        (tw, th), base_line = cv2.getTextSize(tag, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-        ty = y0 - 2 if y0 - th - base_line - 2 >= 0 else min(H - 1, y0 + th + base_line + 2)
-        cv2.rectangle(out, (x0, ty - th - base_line), (min(W - 1, x0 + tw + 4), ty + 1), colour, -1)
-        cv2.putText(out, tag, (x0 + 2, ty - base_line + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-    return out
-
-
 def detection_view(
-    svc: ExplorerService, image: Any, model: str, size: float, layer: float, score_threshold: float
+    svc: ExplorerService, image: Any, model: str, size: float, layer: float, score_threshold: float,
+    session: TeachSession | None = None,
 ) -> tuple[np.ndarray, str, list[dict[str, Any]]]:
     """Boxes drawn on the display image, a markdown summary, and the detections as a list.
 
     Each detection: ``label``, ``class_id``, ``score``, ``box_xyxy`` in pixels of the original upload.
-    Without a usable head: the plain image, the reason (with the train command), and no detections.
+    Without a usable head: the plain image, the reason, and no detections.
     """
     entry, backbone = entry_and_backbone(svc, image, model)
-    found = lookup_head(svc, backbone, "detection", "detection", load_head)
-    if found.head is None:
-        return entry.display, found.message, []
-    head = found.head
-    card = {"input_size": list(head.input_size), "layer": head.layer}
-    p = head_features(svc, image, model, card)
+    picked = pick_head(svc, backbone, "detection", session)
+    if picked.head is None:
+        return entry.display, picked.message, []
+    head = picked.head
+    p = features_for(svc, image, model, head)
     f = p.features
-    raw = p.view.memo(("det-raw", found.key),
-                      lambda: predict(head, f.patches, f.input_size, score_threshold=MIN_THRESHOLD)[0])
     thr = DEFAULT_THRESHOLD if score_threshold is None else max(MIN_THRESHOLD, float(score_threshold))
-    (ih, iw), (oh, ow) = f.input_size, f.image_size
-    dets = detections_at(raw, head.class_names, thr, (ow / iw, oh / ih))
-    dw, _ = entry.display_wh
-    drawn = draw_detections(entry.display, dets, dw / ow, class_palette(len(head.class_names) + 1))
+    (oh, ow) = f.image_size
+    dw, dh = entry.display_wh
+    if isinstance(head, TaughtSegmentationHead):
+        classes, proba = taught_maps(head, p)
+        every = boxes_from_segmentation(classes, proba, head.class_names, (ow / dw, oh / dh),
+                                        min_area=max(1, int(dw * dh / (f.grid[0] * f.grid[1]))))
+        dets = [d for d in every if d["score"] >= thr]
+        drawn = viz.draw_detections(entry.display, dets, dw / ow, taught_palette(head.class_names), colour_offset=0)
+        source = "Boxes from the taught segmentation (connected components; score = mean probability). "
+    else:
+        raw = p.view.memo(("det-raw", picked.key), lambda: head.predict(f))
+        (ih, iw) = f.input_size
+        dets = detections_at(raw, head.class_names, thr, (ow / iw, oh / ih))
+        drawn = viz.draw_detections(entry.display, dets, dw / ow, viz.class_palette(len(head.class_names) + 1))
+        source = f"{head.arch} head. "
     if dets:
         names = ", ".join(f"{html.escape(d['label'])} {d['score']:.2f}" for d in dets[:8])
         more = f" … (+{len(dets) - 8})" if len(dets) > 8 else ""
         text = f"**{len(dets)} object{'s' if len(dets) != 1 else ''}** with score ≥ {thr:.2f}: {names}{more}."
     else:
         text = f"**No object** scores ≥ {thr:.2f}; lower the threshold to see weaker boxes."
-    text += f"\n\n{head.kind} head. {head_note(p, card)}"
+    text += f"\n\n{source}{head_note(p, head, picked.source)}"
     return drawn, text, dets
 
 
 def build_tab(inp: Inputs) -> None:
-    """Detection tab: boxes + tags, threshold slider (filter and redraw only)."""
+    """Detection tab: boxes + tags, threshold slider (filter and redraw only), head choice."""
     svc = inp.service
+    state = session_state(inp)
     with gr.Tab("Detection", id="detection"):
-        gr.Markdown("A detection head on the frozen patch grid: boxes with class names and scores. "
-                    "Drag the threshold: it only filters the boxes already predicted.")
-        threshold = gr.Slider(MIN_THRESHOLD, 0.95, value=DEFAULT_THRESHOLD, step=0.01, label="Score threshold",
-                              elem_id="det-threshold")
+        gr.Markdown("Boxes with class names and scores — from the shipped detection head, or from the "
+                    "segmentation you teach in the Segmentation tab. The threshold only filters boxes.")
+        with gr.Row():
+            choice = gr.Radio(HEAD_CHOICES, value="auto", label="Head", elem_id="det-head-choice")
+            threshold = gr.Slider(MIN_THRESHOLD, 0.95, value=DEFAULT_THRESHOLD, step=0.01, label="Score threshold",
+                                  elem_id="det-threshold")
         overlay = image_output("Detections", height=480, elem_id="det-overlay")
         note = gr.Markdown(elem_id="det-note")
         table = gr.JSON(label="Detections (original-image pixels)", elem_id="det-json")
 
-    def detect(image: Any, model: str, size: float, layer: float, score_threshold: float) -> tuple:
-        return detection_view(svc, image, model, size, layer, score_threshold)
+    def detect(image: Any, model: str, size: float, layer: float, score_threshold: float,
+               session: TeachSession | None = None) -> tuple:
+        return detection_view(svc, image, model, size, layer, score_threshold, session)
+
+    def set_choice(session: TeachSession, value: str, *args: Any) -> tuple:
+        session.choice["detection"] = value
+        if args[0] is None:
+            return session, gr.skip(), gr.skip(), gr.skip()
+        return (session, *detection_view(svc, *args, session))
 
     fn = guard(detect)
-    threshold.input(fn, inputs=[*inp.base, threshold], outputs=[overlay, note, table], api_name="detect",
+    threshold.input(fn, inputs=[*inp.base, threshold, state], outputs=[overlay, note, table], api_name="detect",
                     api_description="Boxes with class names and scores above score_threshold: overlay, summary, "
                                     "list of {label, class_id, score, box_xyxy (original pixels)}.",
                     trigger_mode="always_last", show_progress="hidden")
-    inp.on_new_features(detect, [*inp.base, threshold], [overlay, note, table])
+    choice.change(guard(set_choice), inputs=[state, choice, *inp.base, threshold],
+                  outputs=[state, overlay, note, table], api_visibility="private")
+    inp.on_new_features(detect, [*inp.base, threshold, state], [overlay, note, table])

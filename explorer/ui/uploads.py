@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
 
 # One message for every refusal: it must not tell a stranger whether a server path exists.
-REFUSED = "Only images uploaded to this app (or its bundled examples) can be opened."
+REFUSED = "Only files uploaded to this app (or its bundled examples) can be opened."
 
 
 def upload_roots() -> list[Path]:

@@ -15,7 +15,7 @@ from explorer.heads.detection import (
     _flip_targets,
     evaluate,
     extract_grids,
-    load_head,
+    load_detection,
     predict,
     save,
     scale_boxes,
@@ -80,7 +80,7 @@ def test_head_overfits_training_scenes(scenes, trained, kind: str) -> None:
     head = trained[kind]
     hist = head.recipe["loss_history"]
     assert hist[-1] < 0.3 * hist[0], hist
-    m = evaluate(head, feats, targets, (SIZE, SIZE))
+    m = evaluate(head, feats, targets, (SIZE, SIZE), metric=coco_detection_map)
     assert m["map"] > 0.85 and m["ap50"] > 0.95, m
 
 
@@ -89,7 +89,7 @@ def test_untrained_head_scores_low(scenes) -> None:
     _, feats, targets = scenes
     head = train_detection(feats, targets, 4, kind="dense", input_size=(SIZE, SIZE), epochs=1, lr=1e-6,
                            progress=False, config={"hidden": 32, "num_convs": 1})
-    assert evaluate(head, feats, targets, (SIZE, SIZE))["map"] < 0.3
+    assert evaluate(head, feats, targets, (SIZE, SIZE), metric=coco_detection_map)["map"] < 0.3
 
 
 @pytest.mark.parametrize("kind", ["dense", "detr"])
@@ -111,8 +111,8 @@ def test_save_load_round_trip_and_refusal(scenes, trained, kind: str, tmp_path: 
     bb, feats, targets = scenes
     head = trained[kind]
     save(head, tmp_path, bb, metrics={"val": {"map": 0.5}})
-    back = load_head(tmp_path, bb)
-    assert back.kind == kind and back.class_names == head.class_names and back.input_size == (SIZE, SIZE)
+    back = load_detection(tmp_path, bb)
+    assert back.arch == kind and back.kind == "detection" and back.class_names == head.class_names and back.input_size == (SIZE, SIZE)
     a, b = predict(head, feats, (SIZE, SIZE)), predict(back, feats, (SIZE, SIZE))
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x["boxes_xyxy"], y["boxes_xyxy"])
@@ -120,7 +120,7 @@ def test_save_load_round_trip_and_refusal(scenes, trained, kind: str, tmp_path: 
         np.testing.assert_array_equal(x["labels"], y["labels"])
     assert back.metrics["val"]["map"] == 0.5
     with pytest.raises(HeadMismatchError):
-        load_head(tmp_path, tiny_backbone(hidden=48))
+        load_detection(tmp_path, tiny_backbone(hidden=48))
 
 
 def test_evaluate_agrees_with_metrics_helper(scenes, trained) -> None:
@@ -128,7 +128,7 @@ def test_evaluate_agrees_with_metrics_helper(scenes, trained) -> None:
     head = trained["dense"]
     preds = predict(head, feats, (SIZE, SIZE), score_threshold=0.001)
     ref = coco_detection_map([t["boxes"] for t in targets], [t["labels"] for t in targets], preds, num_classes=4)
-    assert evaluate(head, feats, targets, (SIZE, SIZE))["map"] == pytest.approx(ref["map"])
+    assert evaluate(head, feats, targets, (SIZE, SIZE), metric=coco_detection_map)["map"] == pytest.approx(ref["map"])
 
 
 def test_flip_and_scale_helpers() -> None:
@@ -149,8 +149,8 @@ def test_train_rejects_mismatched_inputs(scenes) -> None:
 
 def test_cli_trains_on_coco_world_and_writes_a_loadable_head(tmp_path: Path, capsys) -> None:
     from explorer.backbone import load_source
+    from explorer.cli.train_head import main as heads_main
     from explorer.data.export import make_dataset
-    from explorer.heads.cli import main as heads_main
 
     world = tmp_path / "world"
     make_dataset(world, n=12, seed=3, formats=("coco",), size=64, progress=False)
@@ -166,7 +166,7 @@ def test_cli_trains_on_coco_world_and_writes_a_loadable_head(tmp_path: Path, cap
     summary = __import__("json").loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.0 <= summary["val_map"] <= 1.0 and summary["kind"] == "dense"
     backbone = load_source(str(folder))
-    head = load_head(out, backbone)
+    head = load_detection(out, backbone)
     assert head.input_size == (64, 64) and head.layer == backbone.num_layers and len(head.class_names) >= 60
     assert head.recipe["format"] == "coco" and head.recipe["epochs"] == 2
     grids = torch.randn(2, 4, 4, 32)

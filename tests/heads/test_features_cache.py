@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer.heads.features_cache import cache_key, extract_features, load_masks, load_square
+from explorer.heads.features_cache import cache_key, extract_features, load_masks, load_rgb
 from tests.eval.tiny import tiny_backbone
 
 
@@ -29,17 +29,22 @@ def _images(tmp_path, n: int = 5) -> list:
 def test_matches_direct_forward_and_is_reused(tmp_path, backbone, monkeypatch) -> None:
     paths = _images(tmp_path)
     fs = extract_features(backbone, paths, tmp_path, size=32, batch_size=2, cache_dir=tmp_path / "c", progress=False)
-    assert fs.cls.shape == (5, 32) and fs.patches.shape == (5, 2, 2, 32)
-    c, _, g = backbone.forward_batch(backbone.preprocess(load_square(paths[3], 32), 32))
-    torch.testing.assert_close(fs.cls[3], c[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(fs.patches[3].float(), g[0], atol=2e-2, rtol=1e-2)  # stored as float16
+    # 5 images of 56 px wide and 40..72 px high: aspect kept at 32 px, so two input shapes -> per-image grids
+    assert fs.cls.shape == (5, 32) and isinstance(fs.patches, list)
+    for i in (0, 3):
+        c, _, g = backbone.forward_batch(backbone.preprocess(load_rgb(paths[i]), 32))
+        torch.testing.assert_close(fs.cls[i], c[0], atol=1e-5, rtol=1e-5)
+        assert fs.patches[i].shape == g[0].shape
+        torch.testing.assert_close(fs.patches[i].float(), g[0], atol=2e-2, rtol=1e-2)  # stored as float16
+    assert fs.patches[0].shape[:2] == (1, 2) and fs.patches[3].shape[:2] == (2, 2)  # 40x56 -> 16x32; 64x56 -> 32x32
 
     def boom(*args, **kwargs):
         raise AssertionError("backbone re-run although the features are cached")
 
     monkeypatch.setattr(backbone, "forward_batch", boom)
     again = extract_features(backbone, paths, tmp_path, size=32, cache_dir=tmp_path / "c", progress=False)
-    assert torch.equal(again.cls, fs.cls) and torch.equal(again.patches, fs.patches)
+    assert torch.equal(again.cls, fs.cls) and all(torch.equal(a, b) for a, b in zip(again.patches, fs.patches,
+                                                                                     strict=True))
     # a CLS-only request is also served from the same files
     cls_only = extract_features(backbone, paths, tmp_path, size=32, patches=False, cache_dir=tmp_path / "c",
                                 progress=False)
@@ -54,6 +59,7 @@ def test_key_changes_with_files_size_layer_and_backbone(tmp_path) -> None:
     assert cache_key(paths, tmp_path, "fp", 448, 12) != base
     assert cache_key(paths, tmp_path, "fp", 224, 11) != base
     assert cache_key(paths, tmp_path, "other", 224, 12) != base
+    assert cache_key(paths, tmp_path, "fp", 224, 12, pixels="another recipe") != base
     Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(paths[0])  # edited image: new size on disk
     assert cache_key(paths, tmp_path, "fp", 224, 12) != base
 
@@ -84,4 +90,17 @@ def test_cls_only_request_keeps_small_grids_for_later(tmp_path, backbone, monkey
     monkeypatch.setattr(backbone, "forward_batch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-run")))
     grids = extract_features(backbone, paths, tmp_path, size=32, patches=True, cache_dir=tmp_path / "c",
                              progress=False)
-    assert grids.patches.shape == (3, 2, 2, 32)
+    assert [tuple(g.shape) for g in grids.patches] == [(1, 2, 32), (2, 2, 32), (2, 2, 32)]  # 40/48/56 x 56 px
+
+
+def test_square_images_give_one_batchable_tensor(tmp_path, backbone) -> None:
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"sq{i}.png"
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    fs = extract_features(backbone, paths, tmp_path, size=32, cache_dir=tmp_path / "c", progress=False)
+    assert isinstance(fs.patches, torch.Tensor) and fs.patches.shape == (3, 2, 2, 32)
+    _, _, g = backbone.forward_batch(backbone.preprocess_many([load_rgb(p) for p in paths], 32))
+    torch.testing.assert_close(fs.patches.float(), g, atol=2e-2, rtol=1e-2)

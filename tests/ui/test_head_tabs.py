@@ -21,8 +21,9 @@ from explorer.heads.io import default_heads_dir, make_card, train_command
 from explorer.heads.probe import save_probe, topk, train_probe
 from explorer.ui.classification import classification_view
 from explorer.ui.detection import MIN_THRESHOLD, detection_view
-from explorer.ui.segmentation import class_palette, segmentation_view
+from explorer.ui.segmentation import segmentation_view
 from explorer.ui.service import ExplorerService
+from explorer.viz import class_palette
 from tests.conftest import make_tiny_model
 
 MODEL_ID = "tiny-heads-test"
@@ -154,7 +155,7 @@ def test_detect_boxes_inside_and_threshold_needs_no_forward(svc: ExplorerService
     assert img_hi.shape == (UPLOAD[1], UPLOAD[0], 3)
     assert len(forwards) == 1  # the slider only filtered and redrew
     # Reference: the head itself at that threshold gives the same number of boxes.
-    head = det.load_head(default_heads_dir(MODEL_ID, svc.heads_dir), backbone)
+    head = det.load_detection(default_heads_dir(MODEL_ID, svc.heads_dir), backbone)
     feats = backbone.extract(svc.image(str(upload)).image, 224, backbone.num_layers)
     ref = det.predict(head, feats.patches, feats.input_size, score_threshold=cut)[0]
     assert len(ref["scores"]) == len(high)
@@ -237,3 +238,44 @@ def test_recorded_metric_prefers_the_test_split() -> None:
     assert recorded_metric_line({"metrics": {"val": {"top1": 0.17}}}, "top1", "Top-1") == \
         "Top-1 measured on the val split: 17.0%."
     assert recorded_metric_line({"metrics": {}}, "top1", "Top-1") == ""
+
+
+def test_teach_by_clicks_then_segment_detect_and_pick_heads(svc: ExplorerService, backbone: Backbone,
+                                                            tmp_path: Path, forwards: list) -> None:
+    """Clicks label patches from the cached features (no extra forward); the taught head paints the
+    object, gives its box in the Detection tab, and the Head picker switches between taught and shipped."""
+    from explorer.ui.classification import TeachSession
+    from explorer.ui.detection import detection_view
+    from explorer.ui.segmentation import teach_click
+
+    img = np.zeros((UPLOAD[1], UPLOAD[0], 3), np.uint8)
+    img[..., 1] = 160
+    img[128:320, 192:384] = (220, 30, 30)  # a red square on green: 12x12 patches at 448 px... (W 576 -> 448)
+    path = tmp_path / "square.png"
+    Image.fromarray(img).save(path)
+    s = TeachSession()
+    teach_click(svc, s, str(path), "tiny", 448, 2, "object", 1, (288, 224))
+    n_fwd = len(forwards)
+    teach_click(svc, s, str(path), "tiny", 448, 2, "background", 1, (40, 40))
+    teach_click(svc, s, str(path), "tiny", 448, 2, "background", 1, (540, 420))
+    with pytest.raises(Exception, match="outside"):
+        teach_click(svc, s, str(path), "tiny", 448, 2, "object", 1, (9999, 5))
+    assert len(s.seg.marks) == 3 and len(forwards) == n_fwd == 1  # the first click's forward only
+    s.choice["segmentation"] = "taught"
+    over, legend, note = segmentation_view(svc, str(path), "tiny", 448, 2, 0.5, s)
+    assert "object" in legend and "taught from 1 images / 3 marks" in note
+    base = svc.image(str(path)).display
+    painted = np.abs(over.astype(int) - base.astype(int)).max(axis=2) > 30
+    square = np.zeros(painted.shape, bool)
+    square[128:320, 192:384] = True
+    assert painted[square].mean() > 0.8 and painted[~square].mean() < 0.1
+    _, text, dets = detection_view(svc, str(path), "tiny", 448, 2, 0.3, s)
+    assert "taught segmentation" in text and [d["label"] for d in dets] == ["object"]
+    x0, y0, x1, y1 = dets[0]["box_xyxy"]
+    assert abs(x0 - 192) <= 24 and abs(y0 - 128) <= 24 and abs(x1 - 384) <= 24 and abs(y1 - 320) <= 24
+    _, _, none = detection_view(svc, str(path), "tiny", 448, 2, 0.99, s)
+    assert none == []  # the slider filters the taught boxes by their mean probability
+    s.choice["segmentation"] = "shipped"
+    _, legend_shipped, note_shipped = segmentation_view(svc, str(path), "tiny", 448, 2, 0.5, s)
+    assert "Shipped head" in note_shipped and any(c in legend_shipped for c in SEG_CLASSES)
+    assert len(forwards) == 2  # + the shipped head's own 224-px features
