@@ -1,7 +1,7 @@
 """TokenCut fast solver vs the reference dense generalised eigensolver, on structured 56x56 grids.
 
 Feature sets (P = 3136 patches = the ViT-S/16 grid of an 896 px image, d = 384):
-  * ``--n-synthetic`` grids from ``explorer.analysis.synthetic`` (label maps of ellipses/blobs, one
+  * ``--n-synthetic`` grids from ``tests.fixtures.synthetic_grids`` (label maps of ellipses/blobs, one
     direction per region, smooth background gradients, smooth + per-token noise);
   * the last-layer patch tokens of a random-init transformers ``DINOv3ViTModel`` (ViT-S/16 shape,
     4 registers, LayerScale 1e-5) run on scikit-image's bundled photos resized to 896x896.
@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.analysis.synthetic import synthetic_grid  # noqa: E402
 from explorer.analysis.tokencut import TokenCutGraph  # noqa: E402
+from tests.fixtures.synthetic_grids import synthetic_grid  # noqa: E402
 
 PHOTOS = [
     "astronaut",
