@@ -458,8 +458,11 @@ def _cut(
     """The reference's post-processing; None when the error bound lets any decision change.
 
     TokenCut: split at the mean, seed = argmax |x|, reverse when the seed is not on the True side.
-    MaskCut (``corner_rule``): also reverse when ≥ 3 of the 4 corners are on the True side, and the
-    seed is then argmax of the oriented x (CutLER ``maskcut_forward``).
+    MaskCut (``corner_rule``): then reverse again when ≥ 3 of the 4 corners are on the foreground
+    side, and the seed is the peak of the oriented x (CutLER ``maskcut_forward``). CutLER counts the
+    corners before orienting, which makes its answer depend on the arbitrary sign of the
+    eigenvector; counting them after orienting gives its answer for one of the two signs, always
+    the one whose foreground holds at most two corners.
     """
     h, w = grid
     x, err = spec.x, spec.err
@@ -471,16 +474,16 @@ def _cut(
             return None  # a patch could fall on the other side of the split
     abs_cands = _argmax_candidates(np.abs(x), err)
     seed = int(np.argmax(np.abs(x)))
-    reverse_by_seed = not part[seed]
     if err is not None and np.any(part[abs_cands] != part[seed]):
         return None  # the reverse decision could change
-    corners = int(part[0]) + int(part[w - 1]) + int(part[(h - 1) * w]) + int(part[h * w - 1])
-    reverse = (corner_rule and corners >= 3) or reverse_by_seed
-    if reverse:
+    if not part[seed]:  # the seed's side is the foreground
         x, part, avg = -x, ~part, -avg
     cands = abs_cands
     if corner_rule:
-        seed = int(np.argmax(x))  # CutLER: the seed is recomputed on the oriented vector
+        corners = int(part[0]) + int(part[w - 1]) + int(part[(h - 1) * w]) + int(part[h * w - 1])
+        if corners >= 3:  # an object rarely holds three corners: the other side is the object
+            x, part, avg = -x, ~part, -avg
+        seed = int(np.argmax(x))  # CutLER: the seed is the peak of the oriented vector
         cands = _argmax_candidates(x, err)
     structure = None if connectivity == 4 else np.ones((3, 3), dtype=bool)  # None: ndimage default
     bip = part.reshape(h, w)
