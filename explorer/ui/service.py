@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -269,32 +269,6 @@ class ExplorerService:
         return Prepared(entry, backbone, view)
 
 
-TAU_GRID = tuple(round(0.01 * i, 2) for i in range(61))  # the τ slider's values: 0.00 … 0.60
-
-
-def warm_tokencut(svc: ExplorerService, view: FeatureView, around: float) -> Future:
-    """Solve TokenCut for every slider value in the background, nearest to `around` first.
-
-    Why: the slider moves in steps of 0.01, so after ~60 cheap solves per image every slider
-    position is a cache hit and a drag costs only the rendering. Requests that arrive before the
-    table is full solve on demand (same result, the table then skips that τ).
-    """
-    order = sorted(TAU_GRID, key=lambda t: (abs(t - around), t))
-    svc._warm_target = view  # a newer image makes older, still queued tables stop early
-
-    def fill() -> int:
-        done = 0
-        for tau in order:
-            if svc._warm_target is not view:
-                break
-            if not view.has_tokencut(tau):
-                view.tokencut(tau)
-                done += 1
-        return done
-
-    return svc._warmer.submit(fill)
-
-
 def clamp_size(size: int | float | None) -> int:
     """Resolution picker value -> a multiple of 16 in [224, 896]."""
     lo, hi, step = SIZES
@@ -302,3 +276,6 @@ def clamp_size(size: int | float | None) -> int:
         return DEFAULT_SIZE
     s = int(round(float(size) / step) * step)
     return max(lo, min(hi, s))
+
+
+from explorer.ui.tau_table import TAU_GRID, warm_tokencut  # noqa: E402,F401  (moved; old import path)
