@@ -123,6 +123,7 @@ class MaskCutter:
                 b = self.graph.binary(tau)
             binary = BinaryGraph(b, tau, taken.ravel())
             cut = self.graph.cut(binary, self.eps, self.solver, connectivity=4, corner_rule=True)
+            assert cut is not None  # with the dense fallback a cut always comes back
             reason = ""
             if rounds:  # CutLER never drops round 0
                 area = float(cut.mask.mean())

@@ -209,6 +209,8 @@ class TokenCutGraph:
         if self.num_patches != self.grid[0] * self.grid[1]:
             raise ValueError(f"{self.num_patches} feature rows do not fill a {self.grid[0]}x{self.grid[1]} grid")
         self._warm: dict[tuple[bytes, float], np.ndarray] = {}
+        self._results: dict[tuple, TokenCutResult] = {}
+        self._needs_dense: set[tuple] = set()
         self._warm_lock = threading.Lock()
 
     @classmethod
@@ -244,10 +246,42 @@ class TokenCutGraph:
         solver: Solver = "fast",
         connectivity: int = 4,
     ) -> TokenCutResult:
-        """Run TokenCut at threshold ``tau``; only B and the eigenproblem depend on τ."""
+        """Run TokenCut at threshold ``tau``; only B and the eigenproblem depend on τ (memoised)."""
+        result = self.try_solve(tau, eps, solver, connectivity, dense_fallback=True)
+        assert result is not None
+        return result
+
+    def try_solve(
+        self,
+        tau: float = 0.2,
+        eps: float = 1e-5,
+        solver: Solver = "fast",
+        connectivity: int = 4,
+        dense_fallback: bool = False,
+    ) -> TokenCutResult | None:
+        """``solve``, or None (without the O(P³) dense solve) when the fast cut cannot be certified.
+
+        Lets a background filler put the expensive τ values last.
+        """
+        key = (round(float(tau), 6), float(eps), solver, connectivity)
+        with self._warm_lock:
+            hit = self._results.get(key)
+        if hit is not None:
+            return hit
         graph = BinaryGraph(self.binary(tau), float(tau))
-        cut = self.cut(graph, eps, solver, connectivity, corner_rule=False)
-        return cut.result(self.grid, tau, eps)
+        if key in self._needs_dense:  # the fast cut already failed its certificate here
+            solver = "dense"
+        cut = self.cut(graph, eps, solver, connectivity, corner_rule=False, dense_fallback=dense_fallback)
+        if cut is None:
+            with self._warm_lock:
+                self._needs_dense.add(key)
+            return None
+        result = cut.result(self.grid, tau, eps)
+        with self._warm_lock:
+            self._results[key] = result
+            while len(self._results) > _WARM_MAX:
+                self._results.pop(next(iter(self._results)))
+        return result
 
     def cut(
         self,
@@ -256,11 +290,12 @@ class TokenCutGraph:
         solver: Solver = "fast",
         connectivity: int = 4,
         corner_rule: bool = False,
-    ) -> Cut:
+        dense_fallback: bool = True,
+    ) -> Cut | None:
         """One normalised cut of ``graph`` (TokenCut's rules; MaskCut's with ``corner_rule``).
 
         The fast eigenvector is used only when its cut is certified equal to the exact one;
-        otherwise the dense reference solve decides.
+        otherwise the dense reference solve decides (or, without ``dense_fallback``, None).
         """
         if solver not in ("fast", "dense"):
             raise ValueError(f"solver must be 'fast' or 'dense', got {solver!r}")
@@ -281,6 +316,8 @@ class TokenCutGraph:
                     self._remember(key, spec.basis)
                     return cut
                 start = spec.basis
+            if not dense_fallback:
+                return None
         spec = _solve_dense(graph, eps)
         cut = _cut(spec, graph, deg, eps, self.grid, connectivity, corner_rule)
         assert cut is not None  # an exact eigenvector is always certain

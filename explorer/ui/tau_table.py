@@ -4,7 +4,7 @@ Why: the slider moves in steps of 0.01, so once every position is solved a drag 
 rendering. The filler follows the latest τ a user asked for (``tokencut`` records it), so the
 positions around the thumb are solved first; each solve starts from a neighbouring τ's
 eigenvectors (``TokenCutGraph`` keeps them), which never changes a mask (the fast result is
-certified or recomputed densely). Nothing here holds a lock during a solve: a click, a render or
+certified or recomputed densely); positions that need the dense solve are filled last. Nothing here holds a lock during a solve: a click, a render or
 an on-demand solve never waits for the filler, except for the very τ the filler is solving then,
 whose answer it waits for instead of solving it twice.
 """
@@ -52,7 +52,8 @@ class TauTable:
         return view.tokencut(tau)
 
     def _fill(self, view: FeatureView) -> int:
-        solved = 0
+        solved, deferred = 0, set()
+        graph = view.graph()
         while True:
             with self._lock:
                 if self._target is not view:
@@ -60,16 +61,19 @@ class TauTable:
                 todo = [t for t in TAU_GRID if not view.has_tokencut(t)]
                 if not todo:
                     return solved
-                tau = min(todo, key=lambda t: (abs(t - self._focus), t))
+                cheap = [t for t in todo if t not in deferred] or todo  # certifiable cuts first
+                tau = min(cheap, key=lambda t: (abs(t - self._focus), t))
                 self._busy = (id(view), tau)
             try:
-                view.tokencut(tau)
-                solved += 1
+                if tau in deferred or graph.try_solve(tau) is not None:
+                    view.tokencut(tau)  # the graph's memo answers, or the dense solve runs now
+                    solved += 1
+                else:
+                    deferred.add(tau)  # needs the dense solve: after every cheaper position
             finally:
                 with self._lock:
                     self._busy = None
                     self._done.notify_all()
-
 
 _TABLES: weakref.WeakKeyDictionary[ExplorerService, TauTable] = weakref.WeakKeyDictionary()
 _TABLES_LOCK = threading.Lock()

@@ -244,3 +244,15 @@ def test_result_checks_its_shapes() -> None:
         dataclasses.replace(res, box=(0, 3, 2, 3))
     with pytest.raises(ValueError, match="boolean"):
         dataclasses.replace(res, mask=res.mask.astype(np.uint8))
+
+
+def test_try_solve_skips_the_dense_solve_and_solve_then_gives_the_reference() -> None:
+    graph = TokenCutGraph.from_patches(_near_complete(0))
+    assert graph.try_solve(0.6) is None  # not certifiable, and no O(P³) solve spent on it
+    res = graph.solve(0.6)
+    assert res.solver == "dense"
+    np.testing.assert_array_equal(res.mask, _reference(_near_complete(0), 0.6)[0])
+    assert graph.try_solve(0.6) is res  # memoised
+    g = synthetic_grid(2, 12, 12, 16)
+    ok = TokenCutGraph.from_patches(g.patches).try_solve(0.2)
+    assert ok is not None and ok.solver == "fast"

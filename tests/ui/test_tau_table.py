@@ -20,6 +20,15 @@ class FakeView:
         self.entered = threading.Event()
         self._lock = threading.Lock()
 
+    needs_dense: frozenset[float] = frozenset()
+
+    def graph(self) -> FakeView:
+        return self
+
+    def try_solve(self, tau: float) -> str | None:
+        """The fast path: None where only the dense solve can answer."""
+        return None if round(tau, 3) in self.needs_dense else "certified"
+
     def has_tokencut(self, tau: float) -> bool:
         return round(tau, 3) in self.solved
 
@@ -76,3 +85,10 @@ def test_a_newer_view_stops_the_older_fill() -> None:
     old.release.set()
     assert first.result(10) == 1  # it finished the solve it was in, then stopped
     assert second.result(10) == len(TAU_GRID)
+
+
+def test_positions_that_need_the_dense_solve_come_last() -> None:
+    view = FakeView()
+    view.needs_dense = frozenset({0.21, 0.5})
+    assert TauTable().warm(view, 0.2).result(10) == len(TAU_GRID)
+    assert view.order[-2:] == [0.21, 0.5]  # nearest the thumb first among the expensive ones too
