@@ -108,12 +108,12 @@ def speed(repeats: int) -> dict[str, float]:
     mc_times, tc_times, n_obj = [], [], []
     for i in range(repeats):
         tau = 0.15 + 0.001 * (i + 1)  # a τ not seen yet: every round is cut anew
-        graph._warm.clear()
+        graph.clear_cache()
         t0 = time.perf_counter()
         res = MaskCutter(graph).run(tau, 4)
         mc_times.append((time.perf_counter() - t0) * 1e3)
         n_obj.append(len(res.objects))
-        graph._warm.clear()
+        graph.clear_cache()
         t0 = time.perf_counter()
         graph.solve(tau + 0.0005)
         tc_times.append((time.perf_counter() - t0) * 1e3)

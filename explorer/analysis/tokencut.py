@@ -329,6 +329,13 @@ class TokenCutGraph:
         """One result per τ, reusing A."""
         return [self.solve(float(t), eps, solver, connectivity) for t in taus]
 
+    def clear_cache(self) -> None:
+        """Forget memoised results and warm starts (benchmarks time cold solves with it)."""
+        with self._warm_lock:
+            self._warm.clear()
+            self._results.clear()
+            self._needs_dense.clear()
+
     # -- warm starts: the eigenvectors of the nearest τ already solved with the same removed set
     @staticmethod
     def _warm_key(graph: BinaryGraph) -> tuple[bytes, float]:
