@@ -343,3 +343,28 @@ def legend_html(cmap: str, vmin: float, vmax: float, label: str) -> str:
         f'<div style="width:180px;height:12px;border-radius:3px;background:linear-gradient(to right, {stops})"></div>'
         f"<span>{vmax:.2f}</span></div>"
     )
+
+
+# ---------------------------------------------------------------- several objects
+def draw_objects(
+    base: np.ndarray,
+    masks: list[np.ndarray],
+    boxes: list[tuple[int, int, int, int]],
+    labels: list[str],
+    grid: Grid,
+    cmap: str = "tab10",
+) -> np.ndarray:
+    """Each [h, w] mask tinted, its patch-unit box drawn and labelled, one colour per object."""
+    lut = colormap_lut(cmap)
+    out = np.ascontiguousarray(base.copy())
+    H, W = out.shape[:2]
+    scale = max(H, W) / 640.0
+    for k, (mask, box, text) in enumerate(zip(masks, boxes, labels, strict=True)):
+        color = tuple(int(c) for c in lut[(k % 10) * 25 + 12])
+        out = mask_overlay(out, mask, color=color, alpha=0.45, dim_background=0.35 if k == 0 else 0.0)
+        out = draw_box(out, box, grid, color=color)
+        x0, y0, _, _ = patch_to_pixels(*box, (W, H), grid)
+        org = (x0 + 4, max(y0 + int(18 * scale), int(16 * scale)))
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (0, 0, 0), max(3, int(3 * scale)), cv2.LINE_AA)
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, color, max(1, int(scale)), cv2.LINE_AA)
+    return out

@@ -8,11 +8,15 @@ from .gram import (
     resample_grid,
     resample_patch_tokens,
 )
+from .maskcut import MaskCutObject, MaskCutResult, MaskCutter, maskcut
 from .pca import pca_fit, pca_rgb
 from .similarity import patch_similarity
 from .tokencut import TokenCutGraph, TokenCutResult, box_to_pixels, tokencut, tokencut_sweep
 
 __all__ = [
+    "MaskCutObject",
+    "MaskCutResult",
+    "MaskCutter",
     "TokenCutGraph",
     "TokenCutResult",
     "box_to_pixels",
@@ -20,6 +24,7 @@ __all__ = [
     "gram_loss",
     "gram_matrix",
     "gram_order",
+    "maskcut",
     "patch_similarity",
     "pca_fit",
     "pca_rgb",

@@ -18,7 +18,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,9 +209,6 @@ class ExplorerService:
                                                   name="features")
         self.forwards = 0  # backbone forwards run by prepare(): one per distinct (image, model, size, layer)
         self._count_lock = threading.Lock()
-        # One background worker fills the τ table of the image being looked at (see warm_tokencut).
-        self._warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tau-table")
-        self._warm_target: FeatureView | None = None
         for source, backbone in (preloaded or {}).items():
             self._pinned.put(source, LoadResult(_adopt(backbone, self), f"Loaded {backbone.model_id}.", False, source))
 
@@ -485,32 +481,6 @@ def _file_stamp(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return int(st.st_size), int(st.st_mtime_ns)
-
-
-TAU_GRID = tuple(round(0.01 * i, 2) for i in range(61))  # the τ slider's values: 0.00 … 0.60
-
-
-def warm_tokencut(svc: ExplorerService, view: FeatureView, around: float) -> Future:
-    """Solve TokenCut for every slider value in the background, nearest to `around` first.
-
-    Why: the slider moves in steps of 0.01, so after ~60 cheap solves per image every slider
-    position is a cache hit and a drag costs only the rendering. Requests that arrive before the
-    table is full solve on demand (same result, the table then skips that τ).
-    """
-    order = sorted(TAU_GRID, key=lambda t: (abs(t - around), t))
-    svc._warm_target = view  # a newer image makes older, still queued tables stop early
-
-    def fill() -> int:
-        done = 0
-        for tau in order:
-            if svc._warm_target is not view:
-                break
-            if not view.has_tokencut(tau):
-                view.tokencut(tau)
-                done += 1
-        return done
-
-    return svc._warmer.submit(fill)
 
 
 def clamp_size(size: int | float | None) -> int:

@@ -5,8 +5,8 @@ import torch
 from scipy import ndimage
 
 from explorer.analysis import TokenCutGraph, box_to_pixels, tokencut, tokencut_sweep
-from explorer.analysis.synthetic import synthetic_grid
-from explorer.analysis.tokencut import _finish
+from explorer.analysis.tokencut import BinaryGraph, _cut, _Spectrum
+from tests.fixtures.synthetic_grids import synthetic_grid
 
 
 def _reference(patches: np.ndarray, tau: float, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, int]:
@@ -65,11 +65,11 @@ def test_two_cliques_hand_computed(solver: str, shape: tuple[int, int]) -> None:
 def test_reverse_rule_makes_result_sign_invariant() -> None:
     g = synthetic_grid(5, 12, 12, 16)
     graph = TokenCutGraph.from_patches(g.patches)
-    b = graph.binary(0.2)
-    deg = 1e-5 * b.shape[0] + (1 - 1e-5) * b.sum(1)
-    x = np.random.default_rng(0).standard_normal(b.shape[0])
-    r1 = _finish(x, 0.1, 0.2, b, deg, 1e-5, (12, 12), 0.2, "dense", 4)
-    r2 = _finish(-x, 0.1, 0.2, b, deg, 1e-5, (12, 12), 0.2, "dense", 4)
+    b = BinaryGraph(graph.binary(0.2), 0.2)
+    deg = b.degrees(1e-5)
+    x = np.random.default_rng(0).standard_normal(b.size)
+    r1 = _cut(_Spectrum(0.1, 0.2, x, None, "dense"), b, deg, 1e-5, (12, 12), 4, False)
+    r2 = _cut(_Spectrum(0.1, 0.2, -x, None, "dense"), b, deg, 1e-5, (12, 12), 4, False)
     np.testing.assert_array_equal(r1.mask, r2.mask)
     np.testing.assert_allclose(r1.eigenvector, r2.eigenvector)
     assert r1.bipartition[r1.seed] and r1.seed == (
@@ -180,3 +180,79 @@ def test_bad_inputs() -> None:
         tokencut(np.ones((4, 4)))
     with pytest.raises(ValueError):
         tokencut(np.ones((4, 4, 2)), solver="nope")  # type: ignore[arg-type]
+
+
+def _near_complete(seed: int) -> np.ndarray:
+    """Tokens around one shared direction: at τ = 0.6 almost every pair is an edge, so λ2 ≈ λ3."""
+    rng = np.random.default_rng(seed)
+    return (1.0 + 0.35 * rng.standard_normal((10, 12, 8))).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed,tau", [(0, 0.6), (1, 0.6), (0, 0.3), (2, 0.5)])
+def test_degenerate_spectra_defer_to_the_reference_choice(seed: int, tau: float) -> None:
+    """Where λ2 ≈ λ3 the second eigenvector is LAPACK's choice: the fast path must give that one."""
+    patches = _near_complete(seed)
+    graph = TokenCutGraph.from_patches(patches)
+    assert graph.binary(tau).mean() > 0.99  # a nearly complete graph
+    fast, dense = graph.solve(tau), graph.solve(tau, solver="dense")
+    assert fast.eigengap < 0.02
+    assert fast.solver == "dense"  # not certifiable: deferred
+    ref_mask, _, ref_seed = _reference(patches, tau)
+    np.testing.assert_array_equal(fast.mask, ref_mask)
+    np.testing.assert_array_equal(dense.mask, ref_mask)
+    assert fast.seed == divmod(ref_seed, 12)
+
+
+def test_raw_lanczos_vector_would_disagree_on_a_near_degenerate_grid() -> None:
+    """Why the certificate exists: on this grid (gap ~1e-2) the Lanczos vector's cut differs from LAPACK's."""
+    from explorer.analysis.tokencut import _solve_fast
+
+    graph = TokenCutGraph.from_patches(_near_complete(0))
+    b = BinaryGraph(graph.binary(0.6), 0.6)
+    deg = b.degrees(1e-5)
+    spec = _solve_fast(b, deg, 1e-5, None)
+    assert spec is not None and spec.err is not None
+    uncertified = _cut(_Spectrum(spec.lam2, spec.lam3, spec.x, None, "fast"), b, deg, 1e-5, (10, 12), 4, False)
+    assert _cut(spec, b, deg, 1e-5, (10, 12), 4, False) is None  # the bound refuses it ...
+    assert not np.array_equal(uncertified.mask, graph.solve(0.6, solver="dense").mask)  # ... rightly
+
+
+def test_warm_started_sweep_equals_cold_solves() -> None:
+    """Solving τ after τ on one graph starts each solve from a neighbour's eigenvectors; same cuts."""
+    g = synthetic_grid(7, 14, 14, 24)
+    warm = TokenCutGraph.from_patches(g.patches)
+    taus = [0.2, 0.21, 0.19, 0.3, 0.05, 0.06, 0.5]
+    for tau in taus:
+        got = warm.solve(tau)
+        cold = TokenCutGraph.from_patches(g.patches).solve(tau, solver="dense")
+        np.testing.assert_array_equal(got.mask, cold.mask)
+        np.testing.assert_array_equal(got.bipartition, cold.bipartition)
+    assert len(warm._warm) >= 1  # starts were recorded and reused
+
+
+def test_result_checks_its_shapes() -> None:
+    res = tokencut(_two_cliques(8, 10, (slice(0, 2), slice(1, 3))))
+    import dataclasses
+
+    with pytest.raises(ValueError, match="bipartition has shape"):
+        dataclasses.replace(res, bipartition=res.bipartition[:-1])
+    with pytest.raises(ValueError, match="eigenvector has shape"):
+        dataclasses.replace(res, eigenvector=res.eigenvector.ravel())
+    with pytest.raises(ValueError, match="seed"):
+        dataclasses.replace(res, seed=(8, 0))
+    with pytest.raises(ValueError, match="box"):
+        dataclasses.replace(res, box=(0, 3, 2, 3))
+    with pytest.raises(ValueError, match="boolean"):
+        dataclasses.replace(res, mask=res.mask.astype(np.uint8))
+
+
+def test_try_solve_skips_the_dense_solve_and_solve_then_gives_the_reference() -> None:
+    graph = TokenCutGraph.from_patches(_near_complete(0))
+    assert graph.try_solve(0.6) is None  # not certifiable, and no O(P³) solve spent on it
+    res = graph.solve(0.6)
+    assert res.solver == "dense"
+    np.testing.assert_array_equal(res.mask, _reference(_near_complete(0), 0.6)[0])
+    assert graph.try_solve(0.6) is res  # memoised
+    g = synthetic_grid(2, 12, 12, 16)
+    ok = TokenCutGraph.from_patches(g.patches).try_solve(0.2)
+    assert ok is not None and ok.solver == "fast"

@@ -105,7 +105,7 @@ def test_clamp_size() -> None:
 
 
 def test_tau_table_fills_every_slider_value(svc: ExplorerService, picture: Path) -> None:
-    from explorer.ui.service import TAU_GRID, warm_tokencut
+    from explorer.ui.tau_table import TAU_GRID, warm_tokencut
 
     view = svc.prepare(str(picture), "tiny", 448, 2).view
     solved = warm_tokencut(svc, view, 0.2).result(timeout=120)
