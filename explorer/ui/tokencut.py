@@ -93,7 +93,7 @@ def maskcut_view(
     grid = p.view.grid
     labels = [f"{i + 1}: Ncut {ncut:.2f}" for i, (_, _, ncut) in enumerate(items)]
     overlay = viz.draw_objects(p.entry.display, [m for m, _, _ in items], [b for _, b, _ in items], labels, grid)
-    image_hw = (p.entry.original_size[1], p.entry.original_size[0])
+    image_hw = p.entry.image_hw
     objects = [{
         "box_xyxy": [round(v, 1) for v in box_to_pixels(box, f.patch_size, f.input_size, image_hw)],
         "ncut": round(float(ncut), 4),
