@@ -53,7 +53,8 @@ def test_only_the_facebook_dinov3_ids_need_a_token_and_each_names_its_ungated_co
             assert alternative.library == "timm" and not alternative.gated
             assert (alternative.arch, alternative.pretrain) == (entry.arch, entry.pretrain)
             assert "needs HF_TOKEN" in entry.label()
-    assert all(not catalog.find(source).gated for _label, source in catalog.choices(gated=False))
+    assert all(not catalog.find(source).gated for _label, source in catalog.choices(gated=False, local=False))
+    assert [source for _label, source in catalog.choices()[:2]] == ["auto", "bundled"]
 
 
 def test_sizes_follow_from_the_parameter_count() -> None:
