@@ -139,6 +139,22 @@ def chain_worker() -> dict:
             "timm_source_fails_s": round(time.perf_counter() - start_timm, 2), "timm_message": timm_message}
 
 
+def compare_worker() -> dict:
+    """Forwards one Compare session costs (every compare view once) on a fresh image: DINOv3 ViT-S/16
+    against DINOv2 ViT-S/14, random init. One per backbone is the whole cost of comparing."""
+    import torch
+
+    from explorer.imageio import load_image
+    from explorer.ui.compare import session_forwards
+    from explorer.ui.service import ExplorerService
+
+    torch.set_num_threads(2)
+    a, b = "facebook/dinov3-vits16-pretrain-lvd1689m", "facebook/dinov2-small"
+    svc = ExplorerService(a, preloaded={a: build(a), b: build(b)})
+    image = load_image(REPO / "assets" / "examples" / "chelsea.jpg")
+    return {"compare_forwards": session_forwards(svc, image, a, b, SIZE)}
+
+
 def run_worker(*args: str, env: dict | None = None) -> dict:
     done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=REPO,
                           env=env, timeout=1200)
@@ -153,7 +169,7 @@ def main() -> None:
     parser.add_argument("--write-catalog", action="store_true")
     args = parser.parse_args()
     if args.worker:
-        result = {"early-stop": early_stop_worker, "chain": chain_worker}.get(args.worker)
+        result = {"early-stop": early_stop_worker, "chain": chain_worker, "compare": compare_worker}.get(args.worker)
         print(json.dumps(result() if result else worker(args.worker)))
         return
 
@@ -173,6 +189,7 @@ def main() -> None:
     chain_env = {k: v for k, v in env.items() if k not in {"HF_HUB_OFFLINE", "DINOV3_MODEL"}}
     chain_env.update(HF_ENDPOINT=f"http://127.0.0.1:{closed}", HF_HUB_CACHE=str(REPO / ".bench-empty-hub-cache"))
     chain = run_worker("--worker", "chain", env=chain_env)
+    compare = run_worker("--worker", "compare", env=env)
     if args.write_catalog:
         from explorer.backbone import catalog
 
@@ -182,7 +199,8 @@ def main() -> None:
                                          "benchmarks/families.py")
         catalog.CATALOG_JSON.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
     print(json.dumps({"size": SIZE, "threads": 2, "families": families, "catalogue_forward_ms": timings,
-                      "early_stop": early, "default_chain": chain}))
+                      "early_stop": early, "default_chain": chain,
+                      "compare_forwards": compare.get("compare_forwards", compare)}))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark: MaskCut recall
+
+from maskcut import cluttered_scenes, maskcut_recall  # noqa: E402
 
 from explorer import viz  # noqa: E402
 from explorer.backbone import Backbone, load_backbone  # noqa: E402
@@ -176,14 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--world", default="worlds/test")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--eval", type=int, default=200, help="test-split scenes scored for segmentation")
+    p.add_argument("--maskcut-scenes", type=int, default=40, help="cluttered scenes (world seed 12) for MaskCut recall")
     a = p.parse_args(argv)
     torch.set_num_threads(2)
     result: dict[str, object] = {"world": a.world, "size": a.size, **speed()}
     bundled = load_backbone("bundled").backbone
+    scenes = cluttered_scenes(12, a.maskcut_scenes, 224)
     for name, bb in (("bundled", bundled), ("random_init", random_twin(bundled))):
         result[name] = {**seg_quality(bb, a.world, a.size, a.eval), **cls_quality(bb, a.world, a.size)}
-        # --- MERGE POINT (MaskCut): benchmarks/maskcut.py's maskcut_recall(bb, ...) figures go here as
-        #     result[name]["maskcut_recall_1"], ["maskcut_recall_3"], ["maskcut_recall_6"].
+        for n in (1, 3, 6):  # MaskCut instance recall at IoU >= 0.5 (N = 1 is TokenCut)
+            result[name][f"maskcut_recall_{n}"] = round(maskcut_recall(bb, scenes, n, 0.15, 224), 4)
     print(json.dumps(result))
     return 0
 

@@ -143,8 +143,9 @@ def build_tab(inp: Inputs) -> None:
         gr.Markdown("Two backbones on the same image: **A** is the model of the left panel, **B** the one picked "
                     "here. Each runs once per image; clicks and sliders answer from the cached features.")
         with gr.Row():
-            model_b = gr.Dropdown([v for v, _ in inp.model.choices], value=inp.model.value, allow_custom_value=True,
-                                  label="Model B", elem_id="cmp-model-b")
+            model_b = gr.Dropdown(list(inp.model.choices), value=inp.model.value,
+                                  allow_custom_value=not inp.service.policy.public, label="Model B",
+                                  elem_id="cmp-model-b")
             layer_b = gr.Number(None, precision=0, label="Layer of B (empty = last)", elem_id="cmp-layer-b")
         status_b = gr.Markdown(elem_id="cmp-status")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from explorer.backbone import BUNDLED_DIR, DEFAULT_HUB_ID
+from explorer.backbone import BUNDLED_DIR, catalog_choices
 from explorer.ui import classification, compare, detection, gram, pca, segmentation, similarity, tokencut
 from explorer.ui.common import Inputs, checked_by_service, guard, safe_image
 from explorer.ui.policy import ModelPolicy
@@ -19,7 +19,6 @@ from explorer.ui.service import DEFAULT_SIZE, SIZES, ExplorerService, Notify, Us
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = REPO_ROOT / "assets" / "examples"
-MODEL_CHOICES = ["bundled", DEFAULT_HUB_ID, "timm:vit_small_patch16_dinov3.lvd1689m"]
 # Gradio's sweep of its temp files (uploads and rendered frames): (every, older than) seconds.
 DELETE_CACHE_LOCAL = (3600, 3600)
 LOADING = "⏳ Loading the model … the first view waits for it."
@@ -101,9 +100,24 @@ def _model_line(load: Any) -> str:
     fell = " (⚠️ fell back: the requested source could not be loaded)" if load.fell_back else ""
     text = f"✅ Model: **{bb.model_id}** — {bb.num_layers} layers, {bb.hidden_size}-d, patch {bb.patch_size}, " \
            f"{bb.num_registers} registers, on {bb.device.type}{fell}."
-    if load.fell_back:
-        text += f"\n\n{load.message}"
+    if load.fell_back or getattr(load, "requested", "") == "auto":
+        text += f"\n\n{load.message}"  # which model "auto" chose, and why
     return text
+
+
+def model_choices(svc: ExplorerService, source: str) -> tuple[list[tuple[str, str]], bool]:
+    """(label, source) pairs for the model box, and whether free text is allowed.
+
+    Local mode lists the whole catalogue (labels carry parameters, download size, memory, CPU time,
+    and which sources need HF_TOKEN); public mode only the allow-list, labelled from the catalogue.
+    """
+    if svc.policy.public:
+        labels = dict(catalog_choices())
+        return [(labels.get(s, s), s) for s in svc.policy.allowed], False
+    listed = catalog_choices()
+    if source not in {value for _, value in listed}:
+        listed = [(source, source), *listed]
+    return listed, True
 
 
 def build_app(service: ExplorerService | None = None, default_source: str | None = None,
@@ -124,12 +138,9 @@ def build_app(service: ExplorerService | None = None, default_source: str | None
         num_layers = load.backbone.num_layers if load.backbone else 12
     status_text = _model_line(load) if load is not None else LOADING
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
-    if public:
-        choices, custom = list(svc.policy.allowed), False
-        model_info = "the models this server offers"
-    else:
-        choices, custom = (MODEL_CHOICES if source in MODEL_CHOICES else [source, *MODEL_CHOICES]), True
-        model_info = "bundled · a local folder path · a hub id (needs HF_TOKEN) · timm:<name>"
+    choices, custom = model_choices(svc, source)
+    model_info = ("the models this server offers" if public else
+                  "pick one (parameters, download, RAM, CPU ms at 448 px) or type a local folder, hub id or timm name")
 
     with gr.Blocks(title="DINOv3 Explorer", delete_cache=DELETE_CACHE_PUBLIC if public else DELETE_CACHE_LOCAL) as demo:
         gr.Markdown(INTRO)

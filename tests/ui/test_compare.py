@@ -28,7 +28,7 @@ from explorer.ui.layout import build_app
 from explorer.ui.service import DEFAULT_SIZE, DISPLAY_MAX_SIDE, DISPLAY_MIN_SIDE, ExplorerService
 from tests.conftest import make_tiny_model
 from tests.ui.conftest import free_port
-from tests.ui.test_browser import _content_box
+from tests.ui.test_browser import _content_box, _wait_img
 
 A, B = "tiny16", "tiny14"
 # B's LayerScale 1 (not 1e-5) makes its two layers differ, so a test can tell which layer answered.
@@ -249,6 +249,7 @@ def test_browser_compare_tab_two_heatmaps(app, reference, tmp_path: Path) -> Non
 
         # Click pixel (x, y) of the upload on A's image: both sides answer, each on its own grid.
         x, y = 250, 60
+        _wait_img(page, "#cmp-sim-a")  # the first render may still be on its way on a busy machine
         img = _content_box(page, "#cmp-sim-a")
         page.mouse.click(img["x"] + (x + 0.5) / W * img["w"], img["y"] + (y + 0.5) / H * img["h"])
         for side, name in (("a", A), ("b", B)):
