@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark: M
 from maskcut import cluttered_scenes, maskcut_recall  # noqa: E402
 
 from explorer import viz  # noqa: E402
-from explorer.backbone import Backbone, load_backbone  # noqa: E402
+from explorer.backbone import Backbone, Features, load_backbone  # noqa: E402
 from explorer.eval.datasets import guess_format, load_classification, load_segmentation  # noqa: E402
 from explorer.heads.features_cache import extract_features, load_masks  # noqa: E402
 from explorer.heads.taught import (  # noqa: E402
@@ -48,23 +48,9 @@ from explorer.heads.taught import (  # noqa: E402
 )
 
 
-class Grid:
-    """The fields of ``Features`` a taught head reads, for cached (N, h, w, d) grids."""
-
-    def __init__(self, patches: torch.Tensor, size: int, cls: torch.Tensor | None = None) -> None:
-        self.patches = patches.float()
-        self.cls = cls if cls is not None else torch.zeros(patches.shape[-1])
-        self.layer = 0
-        self.input_size = (size, size)
-        self.image_size = (size, size)
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return int(self.patches.shape[0]), int(self.patches.shape[1])
-
-    @property
-    def dim(self) -> int:
-        return int(self.patches.shape[-1])
+def Grid(patches: torch.Tensor, size: int, cls: torch.Tensor | None = None) -> Features:  # noqa: N802
+    """`Features` of one cached (h, w, d) dataset grid at a square input of `size` px."""
+    return Features.from_grid(patches, cls_token=cls, input_size=(size, size))
 
 
 def speed(repeats: int = 20) -> dict[str, float]:

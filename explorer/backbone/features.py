@@ -55,6 +55,20 @@ class Features:
         if problems:
             raise ValueError("Features: " + "; ".join(problems))
 
+    @classmethod
+    def from_grid(cls, patches: torch.Tensor, *, cls_token: torch.Tensor | None = None,
+                  input_size: tuple[int, int] | None = None, layer: int = 1, model_id: str = "grid",
+                  image_size: tuple[int, int] | None = None) -> Features:
+        """Features of a patch grid (h, w, d) that did not come from one `Backbone.extract` call: rows of a
+        dataset's cached grids, planted test grids. No registers; the CLS is zeros unless given; the input
+        is 16 px per cell unless `input_size` (H, W) says otherwise; `image_size` defaults to the input."""
+        h, w, d = (int(n) for n in patches.shape)
+        input_size = tuple(input_size) if input_size is not None else (16 * h, 16 * w)
+        return cls(cls=(cls_token if cls_token is not None else torch.zeros(d)).float(),
+                   registers=torch.zeros(0, d), patches=patches.float(), layer=layer,
+                   input_size=input_size, patch_size=max(1, input_size[0] // h), model_id=model_id,
+                   image_size=tuple(image_size) if image_size is not None else input_size)
+
     @property
     def grid(self) -> tuple[int, int]:
         """Patch grid (h, w)."""

@@ -49,6 +49,22 @@ class ProbeHead(CardFields):
         return predict_proba(self, features)[0]
 
 
+def place_logits(clf: Any, coef: np.ndarray, intercept: np.ndarray) -> None:
+    """Write a fitted sklearn LogisticRegression into per-class logit weights ``coef [K, d]``, ``intercept [K]``
+    (rows of classes it never saw are left as they are).
+
+    sklearn stores one weight vector w for p(class 1) = sigmoid(w.x + b) when it saw two classes; the
+    softmax over logits [0, w.x + b] gives the same probabilities, so every head predicts with one formula.
+    """
+    if len(clf.classes_) == 2:
+        coef[clf.classes_[1]] = clf.coef_[0]
+        intercept[clf.classes_[1]] = clf.intercept_[0]
+        intercept[clf.classes_[0]] = 0.0
+    else:
+        coef[clf.classes_] = clf.coef_
+        intercept[clf.classes_] = clf.intercept_
+
+
 def train_probe(
     features: np.ndarray,
     labels: np.ndarray,
@@ -79,15 +95,7 @@ def train_probe(
         with warnings.catch_warnings():  # many classes, few samples is normal for a probe; not an error
             warnings.filterwarnings("ignore", message=".*number of unique classes.*")
             clf.fit(xs, y)
-        if len(clf.classes_) == 2:
-            # sklearn stores one weight vector w for p(class 1) = sigmoid(w.x + b); the softmax over
-            # logits [0, w.x + b] gives the same probabilities, so the numpy path stays one formula.
-            coef[clf.classes_[1]] = clf.coef_[0]
-            intercept[clf.classes_[1]] = clf.intercept_[0]
-            intercept[clf.classes_[0]] = 0.0
-        else:
-            coef[clf.classes_] = clf.coef_
-            intercept[clf.classes_] = clf.intercept_
+        place_logits(clf, coef, intercept)
     scale = np.asarray(scaler.scale_, dtype=np.float64)
     return ProbeHead(
         coef=coef.astype(np.float32),

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from explorer.heads.base import CardFields
-from explorer.heads.probe import ProbeHead, l2_rows, train_probe
+from explorer.heads.probe import ProbeHead, l2_rows, place_logits, train_probe
 from explorer.heads.probe import predict as probe_predict
 
 SEG_KIND = "taught-segmentation"
@@ -201,13 +201,7 @@ def fit_patch_classifier(x: np.ndarray, y: np.ndarray, num_classes: int, C: floa
         clf.fit(x, y)
     coef = np.zeros((num_classes, x.shape[1]), np.float32)
     intercept = np.full(num_classes, -1e30, np.float32)
-    if len(clf.classes_) == 2:  # one weight vector for p(class 1): the same probabilities as logits [0, w.x+b]
-        coef[clf.classes_[1]] = clf.coef_[0]
-        intercept[clf.classes_[1]] = clf.intercept_[0]
-        intercept[clf.classes_[0]] = 0.0
-    else:
-        coef[clf.classes_] = clf.coef_
-        intercept[clf.classes_] = clf.intercept_
+    place_logits(clf, coef, intercept)
     return coef, intercept
 
 

@@ -98,8 +98,13 @@ def _model_line(load: Any) -> str:
         return f"❌ **No backbone loaded.** {load.message}"
     bb = load.backbone
     fell = " (⚠️ fell back: the requested source could not be loaded)" if load.fell_back else ""
-    text = f"✅ Model: **{bb.model_id}** — {bb.num_layers} layers, {bb.hidden_size}-d, patch {bb.patch_size}, " \
-           f"{bb.num_registers} registers, on {bb.device.type}{fell}."
+    convnext = bb.family == "dinov3-convnext"
+    tokens = f"{bb.num_registers} registers" if bb.has_registers else "no register tokens"
+    if convnext:
+        tokens += " (a ConvNeXt: its pooled token stands in for the CLS)"
+    unit = "stages" if convnext else "layers"
+    text = f"✅ Model: **{bb.model_id}** — {bb.num_layers} {unit}, {bb.hidden_size}-d, patch {bb.patch_size}, " \
+           f"{tokens}, on {bb.device.type} ({bb.precision}){fell}."
     if load.fell_back or getattr(load, "requested", "") == "auto":
         text += f"\n\n{load.message}"  # which model "auto" chose, and why
     return text

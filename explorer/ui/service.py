@@ -84,6 +84,11 @@ class ImageEntry:
         return int(self.display.shape[1]), int(self.display.shape[0])
 
 
+# The largest grid the resolution picker gives a patch-16 ViT (896 px: 56×56): its P×P float32
+# matrices are 12 MB each; finer grids (ConvNeXt stage 1: 112×112 at 448 px) would need 600 MB per view.
+MAX_PAIRWISE_CELLS = 56 * 56
+
+
 @dataclass(eq=False)
 class FeatureView:
     """Features of one (image, model, size, layer) plus lazily built, reusable derived data.
@@ -121,8 +126,16 @@ class FeatureView:
             self.on_grow()
         return value
 
+    def pairwise_ok(self, view: str) -> None:
+        """Refuse a view whose P×P matrices would not fit a request (a ConvNeXt stage-1 grid: 112×112 at 448 px)."""
+        h, w = self.grid
+        if h * w > MAX_PAIRWISE_CELLS:
+            raise UserError(f"{view} compares every pair of the {h}×{w} = {h * w} grid cells, more than the "
+                            f"{MAX_PAIRWISE_CELLS} this app allows: pick a later layer (stage) or a lower resolution.")
+
     def graph(self) -> TokenCutGraph:
         """The τ-independent TokenCut affinity, built on first use."""
+        self.pairwise_ok("TokenCut")
         return self._make(self._derived, "graph", lambda: TokenCutGraph.from_patches(self.features.patches))
 
     def tokencut(self, tau: float) -> TokenCutResult:
@@ -134,6 +147,7 @@ class FeatureView:
         return round(float(tau), 3) in self._cuts
 
     def gram(self) -> np.ndarray:
+        self.pairwise_ok("The Gram view")
         return self._make(self._derived, "gram", lambda: gram_matrix(self.features.patches))
 
     def memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
@@ -141,6 +155,7 @@ class FeatureView:
         return self._make(self._derived, ("memo", key), make)
 
     def order(self, method: str) -> np.ndarray:
+        self.pairwise_ok("The Gram ordering")
         return self._make(self._derived, ("order", method),
                           lambda: gram_order(self.features.patches, method))  # type: ignore[arg-type]
 

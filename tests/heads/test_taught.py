@@ -3,12 +3,14 @@ kind of bad input (the state must survive each refusal)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
 
+from explorer.backbone import Features
 from explorer.heads import io
 from explorer.heads.registry import head_from_state, load_head_bytes
 from explorer.heads.taught import (
@@ -27,23 +29,10 @@ from explorer.heads.taught import (
 D = 16
 
 
-@dataclass
-class FakeFeatures:
-    """The fields of ``Features`` the taught heads read."""
-
-    patches: torch.Tensor
-    cls: torch.Tensor
-    layer: int = 2
-    input_size: tuple[int, int] = (128, 128)
-    image_size: tuple[int, int] = (128, 128)
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return int(self.patches.shape[0]), int(self.patches.shape[1])
-
-    @property
-    def dim(self) -> int:
-        return int(self.patches.shape[-1])
+def FakeFeatures(patches: torch.Tensor, cls: torch.Tensor, layer: int = 2,  # noqa: N802 - reads like the type
+                 input_size: tuple[int, int] = (128, 128), image_size: tuple[int, int] = (128, 128)) -> Features:
+    """Real `Features` of a planted grid (what the taught heads read), without a backbone."""
+    return Features.from_grid(patches, cls_token=cls, layer=layer, input_size=input_size, image_size=image_size)
 
 
 @dataclass
@@ -119,8 +108,7 @@ def test_bad_teaching_input_is_refused_and_loses_nothing() -> None:
     other = FakeFeatures(f.patches, f.cls, layer=1)
     with pytest.raises(TeachError, match="layer 2"):
         teacher.add_mark("b", other, [0], "background")
-    stranger = FakeFeatures(f.patches, f.cls)
-    stranger.model_id = "another/backbone"  # type: ignore[attr-defined]
+    stranger = dataclasses.replace(FakeFeatures(f.patches, f.cls), model_id="another/backbone")
     with pytest.raises(TeachError, match="another/backbone"):
         teacher.add_mark("c", stranger, [0], "background")
     assert len(teacher.marks) == 1 and teacher.classes == ["object", "background"]
@@ -171,8 +159,8 @@ def test_components_become_boxes_with_mean_probability() -> None:
     assert boxes_from_segmentation(labels, proba, ["cup", "background"], min_area=5)[0]["score"] == pytest.approx(0.9)
 
 
-def cls_features(v: list[float]) -> FakeFeatures:
-    return FakeFeatures(torch.zeros(2, 2, 3), torch.tensor(v, dtype=torch.float32))
+def cls_features(v: list[float]) -> Features:
+    return FakeFeatures(torch.zeros(2, 2, len(v)), torch.tensor(v, dtype=torch.float32))
 
 
 def test_classifier_nearest_mean_then_leave_one_out_by_hand() -> None:

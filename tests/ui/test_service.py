@@ -258,3 +258,19 @@ def test_a_failing_source_falls_back_while_the_start_model_loads(shallow: Backbo
     svc.load_in_background()
     worker.join(20)
     assert got and got[0].backbone is shallow and got[0].fell_back and "Fell back to tiny-2-layers" in got[0].message
+
+
+def test_pairwise_views_refuse_grids_past_the_largest_vit_grid() -> None:
+    """A ConvNeXt stage-1 grid (112×112 at 448 px) would need 600 MB per P×P matrix: refused with a message."""
+    import torch
+
+    from explorer.backbone import Features
+    from explorer.ui.service import MAX_PAIRWISE_CELLS, FeatureView, UserError
+
+    largest = FeatureView(Features.from_grid(torch.randn(56, 56, 4)))
+    assert largest.grid[0] * largest.grid[1] == MAX_PAIRWISE_CELLS
+    largest.pairwise_ok("TokenCut")  # the 896-px ViT grid is served
+    finer = FeatureView(Features.from_grid(torch.randn(57, 56, 4)))
+    for build in (finer.graph, finer.gram, lambda: finer.order("pca")):
+        with pytest.raises(UserError, match="57×56 = 3192 grid cells"):
+            build()
