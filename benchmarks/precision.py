@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark: its timer
+
+from families import time_ms as best_ms  # noqa: E402  (fastest of 5 after a warm-up)
 
 from explorer.analysis.tokencut import tokencut  # noqa: E402
 from explorer.backbone import Backbone, bf16_supported  # noqa: E402
@@ -46,17 +48,6 @@ def model(arch: str):
     torch.manual_seed(0)
     model_type, fields = ARCHS[arch]["hf"]
     return AutoModel.from_config(AutoConfig.for_model(model_type, **fields)).eval()
-
-
-def best_ms(fn, repeats: int = 5) -> float:
-    """Fastest of `repeats` after a warm-up: the figure least inflated by other jobs on shared cores."""
-    fn()
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - start) * 1000)
-    return min(runs)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
