@@ -40,10 +40,16 @@ def check_pair(svc: ExplorerService, model_a: str, layer_a: float | None, model_
             raise UserError(f"Model {side} has {n} layers: pick a layer from 1 to {n} (or leave it empty for the last).")
 
 
+def last_if_empty(layer: float | str | None) -> float | None:
+    """The tab's layer boxes read empty (which a Number may send as 0) as "the model's last layer"."""
+    return None if layer in (None, "", 0) else layer
+
+
 def side_by_side(view: View, svc: ExplorerService, image: Any, model_a: str, size: float, layer_a: float | None,
                  model_b: str, layer_b: float | None, *args: Any) -> tuple:
     """`view(svc, image, model, size, layer, *args)` for A and for B, outputs paired: (a0, b0, a1, b1, …)."""
     check_pair(svc, model_a, layer_a, model_b, layer_b)
+    layer_a, layer_b = last_if_empty(layer_a), last_if_empty(layer_b)
     a = view(svc, image, model_a, size, layer_a, *args)
     b = view(svc, image, model_b, size, layer_b, *args)
     return tuple(v for pair in zip(a, b, strict=True) for v in pair)
@@ -72,8 +78,8 @@ def compare_gram_loss_view(svc: ExplorerService, image: Any, model_a: str, size:
                            model_b: str, layer_b: float | None) -> tuple[float, str]:
     """Gram loss between A's and B's patch features (B resampled to A's grid by `gram_loss`)."""
     check_pair(svc, model_a, layer_a, model_b, layer_b)
-    a = svc.prepare(image, model_a, size, layer_a).features
-    b = svc.prepare(image, model_b, size, layer_b).features
+    a = svc.prepare(image, model_a, size, last_if_empty(layer_a)).features
+    b = svc.prepare(image, model_b, size, last_if_empty(layer_b)).features
     loss = gram_loss(a.patches, b.patches)
     resampled = "" if a.grid == b.grid else f" B's {b.grid[0]}×{b.grid[1]} grid was resampled to A's {a.grid[0]}×{a.grid[1]}."
     text = (f"**Gram loss** (A: {a.model_id} layer {a.layer} vs B: {b.model_id} layer {b.layer}) = **{loss:.5f}** — "
@@ -208,7 +214,7 @@ def build_tab(inp: Inputs) -> None:
     def on_select(image: Any, model: str, size: float, layer: float, mb: str, lb: float | None,
                   evt: gr.SelectData) -> tuple:
         """A click on either overlay (both are shown at the display size of the one upload)."""
-        ox, oy = svc.prepare(image, model, size, layer).to_original(*evt.index[:2])
+        ox, oy = svc.prepare(image, model, size, last_if_empty(layer)).to_original(*evt.index[:2])
         return *similarity(image, model, size, layer, mb, lb, ox, oy), round(ox), round(oy)
 
     def follow_tau(image: Any, model: str, size: float, layer: float, mb: str, lb: float | None, fg_only: bool,
