@@ -106,6 +106,10 @@ def test_browser_clicks_two_classes_and_the_overlay_changes(app_url: str, scene_
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         page.set_default_timeout(120_000)
         page.goto(app_url, wait_until="domcontentloaded")
+        # Upload once the page's own load event has named the model: an upload racing the page's first
+        # render was, once in CI, never picked up (the status kept the model line).
+        page.wait_for_function("(() => { const s = document.querySelector('#status');"
+                               " return s && s.innerText.includes('Model:'); })()")
         page.set_input_files("#input-image input[type=file]", str(scene_image))
         page.wait_for_function("document.querySelector('#status').innerText.includes('patches')")
         page.get_by_role("tab", name="Segmentation").click()
