@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,13 @@ from explorer.heads.base import Head
 from explorer.heads.registry import HeadRegistry, load_head_bytes
 from explorer.heads.taught import FEATURE_CHOICES, ClassificationTeacher, SegmentationTeacher, TeachError
 from explorer.ui.common import Inputs, guard
-from explorer.ui.service import LRU, ExplorerService, ImageEntry, Prepared, UserError, clamp_size
+from explorer.ui.service import ExplorerService, ImageEntry, Prepared, UserError, clamp_size
 from explorer.ui.uploads import accept_only_uploads
 
 TOP_K = 5
 HEAD_CHOICES = ["auto", "taught", "uploaded", "shipped"]  # auto: taught, else uploaded, else shipped
 THUMB_SIDE = 96
 _HEAD_FILES = Path(tempfile.gettempdir()) / "explorer-taught-heads"
-_LOCKS: LRU[tuple, threading.Lock] = LRU(64)  # one per (service, image, model, size, layer) being prepared
-_LOCKS_GUARD = threading.Lock()
 
 
 # ---------------------------------------------------------------- per-session state
@@ -46,6 +43,15 @@ class TeachSession:
     uploaded: dict[str, Head] = field(default_factory=dict)  # task -> head loaded from a file
     choice: dict[str, str] = field(default_factory=dict)  # task -> one of HEAD_CHOICES
     fitted: dict[str, tuple[tuple, Head | str]] = field(default_factory=dict)  # task -> (state key, head/reason)
+
+
+def head_file_row(prefix: str) -> tuple[gr.File, gr.File]:
+    """The taught head's download and the head-file upload, side by side (each head tab has one)."""
+    with gr.Row():
+        download = gr.File(label="Taught head (one .safetensors file)", interactive=False)
+        upload = accept_only_uploads(gr.File(label="Load a head file", file_types=[".safetensors"],
+                                             elem_id=f"{prefix}-head-upload"))
+    return download, upload
 
 
 def session_state(inp: Inputs) -> gr.State:
@@ -338,9 +344,7 @@ def build_tab(inp: Inputs) -> None:
             many_btn = gr.Button("Add these uploads to the class")
             teach_note = gr.Markdown(elem_id="cls-teach-note")
             gallery = gr.Gallery(label="Nearest taught examples", columns=4, height=140, elem_id="cls-nearest")
-            with gr.Row():
-                download = gr.File(label="Taught head (one .safetensors file)", interactive=False)
-                upload = accept_only_uploads(gr.File(label="Load a head file", file_types=[".safetensors"], elem_id="cls-head-upload"))
+            download, upload = head_file_row("cls")
             api_files = accept_only_uploads(gr.File(file_count="multiple", visible=False))
             api_labels = gr.Textbox(visible=False)
             api_top = gr.Label(visible=False)

@@ -39,6 +39,7 @@ from explorer.ui.classification import (
     features_for,
     head_features,
     head_file,
+    head_file_row,
     head_note,
     pick_head,
     read_uploaded_head,
@@ -241,9 +242,7 @@ def build_tab(inp: Inputs) -> None:
         legend = gr.HTML(elem_id="seg-legend")
         note = gr.Markdown(elem_id="seg-note")
         teach_note = gr.Markdown(elem_id="seg-teach-note")
-        with gr.Row():
-            download = gr.File(label="Taught head (one .safetensors file)", interactive=False)
-            upload = accept_only_uploads(gr.File(label="Load a head file", file_types=[".safetensors"], elem_id="seg-head-upload"))
+        download, upload = head_file_row("seg")
         api_files = accept_only_uploads(gr.File(file_count="multiple", visible=False))
         api_marks = gr.Textbox(visible=False)
         api_classes = gr.Textbox(visible=False)
