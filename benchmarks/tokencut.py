@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.analysis.tokencut import DEGENERATE_GAP, TokenCutGraph  # noqa: E402
+from explorer.analysis.tokencut import DEGENERATE_GAP, BinaryGraph, TokenCutGraph  # noqa: E402
 from tests.fixtures.synthetic_grids import synthetic_grid  # noqa: E402
 
 DEFAULT_REFERENCE = "/work/ref/tokencut_object_discovery.py"
@@ -96,14 +96,25 @@ def vit_feature_sets(size: int, names: list[str]) -> list[tuple[str, np.ndarray]
     return out
 
 
-def reference_mask(ref: types.ModuleType, patches: np.ndarray, tau: float, patch: int = 16) -> np.ndarray:
-    """The authors' ``ncut`` mask on the patch grid."""
+def reference_cut(ref: types.ModuleType, patches: np.ndarray, tau: float, patch: int = 16) -> tuple[np.ndarray, int, np.ndarray]:
+    """The authors' ``ncut`` on the patch grid: mask, seed (flat index) and eigenvector."""
     import torch
 
     h, w, d = patches.shape
     feats = torch.from_numpy(np.ascontiguousarray(patches.reshape(h * w, d).T))  # (d, P), as their ViTFeat
-    _, full, _ = ref.ncut(feats, [h, w], [patch, patch], [h * patch, w * patch], tau)
-    return np.asarray(full)[patch // 2 :: patch, patch // 2 :: patch] > 0.5
+    seed, full, vec = ref.ncut(feats, [h, w], [patch, patch], [h * patch, w * patch], tau)
+    centres = slice(patch // 2, None, patch)  # their outputs are upsampled to pixels: read patch centres
+    return np.asarray(full)[centres, centres] > 0.5, int(seed), np.asarray(vec)[centres, centres].ravel()
+
+
+def twin_tie(graph: TokenCutGraph, tau: float, ours: tuple[int, int], ref_seed: int, ref_vec: np.ndarray) -> bool:
+    """The two seeds are twins (equal rows of B) whose |x| the reference told apart only by rounding."""
+    flat = graph.grid[1] * ours[0] + ours[1]
+    if flat == ref_seed:
+        return False
+    a, b = abs(ref_vec[flat]), abs(ref_vec[ref_seed])
+    twins = BinaryGraph(graph.binary(tau), tau).twins(np.array(sorted((flat, ref_seed))))
+    return bool(twins and abs(a - b) <= 1e-12 * max(a, b))
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -159,13 +170,15 @@ def main(argv: list[str] | None = None) -> None:
             }
             if ref is not None:
                 t0 = time.perf_counter()
-                rmask = reference_mask(ref, patches, tau)
+                rmask, rseed, rvec = reference_cut(ref, patches, tau)
                 ref_ms = (time.perf_counter() - t0) * 1e3
                 row.update({
                     "reference_ms": round(ref_ms, 1),
                     "speedup_reference_over_fast": round(ref_ms / fast_ms, 2),
                     "dense_vs_reference_iou": iou(dense.mask, rmask),
                     "fast_vs_reference_iou": iou(fast.mask, rmask),
+                    "same_seed_as_reference": divmod(rseed, graph.grid[1]) == dense.seed,
+                    "twin_tie": twin_tie(graph, tau, dense.seed, rseed, rvec),
                 })
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -197,6 +210,11 @@ def main(argv: list[str] | None = None) -> None:
             "fast_vs_reference_iou_min": float(min(r["fast_vs_reference_iou"] for r in rows)),
             "fast_disagrees_with_reference": sum(r["fast_vs_reference_iou"] < 1.0 for r in rows),
             "dense_disagrees_with_reference": sum(r["dense_vs_reference_iou"] < 1.0 for r in rows),
+            "exact_twin_ties": sum(r["twin_tie"] for r in rows),
+            # Must be 0: every mask differs from the authors' only where their seed is a rounding-decided tie.
+            "disagreements_outside_twin_ties": sum(
+                (r["fast_vs_reference_iou"] < 1.0 or r["dense_vs_reference_iou"] < 1.0) and not r["twin_tie"]
+                for r in rows),
             "reference_ms_median": med("reference_ms"),
             "speedup_reference_over_fast_median": med("speedup_reference_over_fast"),
             "fast_vs_reference_iou_min_degenerate": float(min(

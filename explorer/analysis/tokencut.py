@@ -12,8 +12,8 @@ Why a second solver: the reference's dense generalised ``eigh`` costs O(P³) (se
 far too slow for a live τ slider. The same eigenvectors come from the symmetric normalised affinity
 M = D^-1/2 W D^-1/2 (its top eigenvectors y give x = D^-1/2 y, λ = 1 − μ). Because ε > 0 makes W
 dense, M is applied as a LinearOperator using W = ε 11ᵀ + (1 − ε) B with B binary, so each
-matvec is one BLAS product with B; the known trivial eigenvector D^1/2 1 is deflated so Lanczos
-(``eigsh``) only has to find λ2 and λ3.
+matvec is one product with B, done exactly in int8 (``binary_matrix``); the known trivial eigenvector
+D^1/2 1 is deflated so Lanczos (``eigsh``) only has to find λ2 and λ3.
 
 Why the answer is the same: an iterative eigenvector is only close to the exact one, so the fast
 result is *certified* before it is used. The residual r of the Ritz vector and the gap δ = μ2 − μ3
@@ -21,6 +21,12 @@ bound its error (‖y − v‖ ≤ 2‖r‖/δ, the sin θ theorem); the cut is 
 closer to the mean split than that bound and the seed cannot change. Otherwise — above all when
 λ2 ≈ λ3 (nearly complete graphs at low τ, MaskCut's later rounds), where the second eigenvector is
 not unique and the reference's answer is whatever LAPACK returns — the dense reference solve runs.
+
+One decision is made by rule rather than by the last bit: when the largest |x| is shared by
+*twins* (patches whose rows of B are equal, e.g. two specks that resemble only each other), the
+two values are exactly equal in exact arithmetic, so both solvers take the first index, as
+``np.argmax`` does on equal values. The reference's float64 vector decides such a tie by
+rounding; everywhere else its masks and ours are identical.
 
 ``TokenCutGraph`` caches the normalised features and A: a τ change only rebuilds B and re-solves,
 starting Lanczos from the eigenvectors of the nearest τ already solved on the same graph (the
@@ -42,6 +48,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ._common import as_grid
+from .binary_matrix import BinaryMatrix, one_blas_thread
 
 Solver = Literal["fast", "dense"]
 
@@ -59,6 +66,8 @@ _FAST_MIN_PATCHES = 64
 DEGENERATE_GAP = 1e-3
 #: Start vectors kept per graph for warm starts (one per solved (τ, removed set)).
 _WARM_MAX = 256
+#: Entries of an exact eigenvector this close (relative) to its maximum are tied candidates for the seed.
+TIE_RTOL = 1e-9
 #: Lanczos tolerances tried in turn before the dense solve (see ``TokenCutGraph.cut``).
 _TOLERANCES = (1e-6, 1e-11)
 
@@ -162,40 +171,70 @@ class BinaryGraph:
     is applied analytically, so removing patches never copies the P×P matrix.
     """
 
-    def __init__(self, b: np.ndarray, tau: float, removed: np.ndarray | None = None) -> None:
-        self.b = b  # float64 0/1 (P, P) for the full graph
+    def __init__(self, b: np.ndarray | BinaryMatrix, tau: float, removed: np.ndarray | None = None) -> None:
+        self.b = b if isinstance(b, BinaryMatrix) else BinaryMatrix(b)  # the full graph's 0/1 entries
         self.tau = tau
         self.removed = None if removed is None or not removed.any() else removed.astype(bool)
         self.const = 1.0 if 0.0 > tau else 0.0  # B entry of a removed patch's row and column
         self.keep = None if self.removed is None else (~self.removed).astype(np.float64)
-        self.rowsum = self.matmat(np.ones((b.shape[0], 1)))[:, 0]
+        self.rowsum = self.b.rowsum() if self.keep is None else self.matmat(np.ones((self.size, 1)))[:, 0]
 
     @property
     def size(self) -> int:
-        return self.b.shape[0]
+        return self.b.size
 
     def matmat(self, z: np.ndarray) -> np.ndarray:
-        """B z for a (P, k) block."""
+        """B z for a (P,) vector or a (P, k) block (exact to float64 rounding)."""
         if self.keep is None:
-            return self.b @ z
+            return self.b.matmat(z)
+        flat = z.ndim == 1
+        z = z.reshape(self.size, -1)
         k = self.keep[:, None]
-        out = k * (self.b @ (k * z))
+        out = k * self.b.matmat(k * z)
         if self.const:
             total, outside = z.sum(axis=0), ((1.0 - k) * z).sum(axis=0)
             out += self.const * np.where(k > 0, outside[None, :], total[None, :])
-        return out
+        return out.ravel() if flat else out
 
     def dense(self) -> np.ndarray:
-        """The materialised B (for the dense reference solve)."""
-        if self.keep is None:
-            return self.b
-        out = self.b.copy()
-        out[self.removed, :] = self.const
-        out[:, self.removed] = self.const
+        """The materialised B as float64 (for the dense reference solve)."""
+        out = self.b.dense()
+        if self.keep is not None:
+            out[self.removed, :] = self.const
+            out[:, self.removed] = self.const
         return out
 
     def degrees(self, eps: float) -> np.ndarray:
         return eps * self.size + (1.0 - eps) * self.rowsum
+
+    def row(self, i: int) -> np.ndarray:
+        """Row ``i`` of B (int8 0/1), removed patches applied."""
+        if self.keep is None:
+            return self.b.int8[i]
+        if self.removed[i]:
+            return np.full(self.size, self.const, dtype=np.int8)
+        out = self.b.int8[i].copy()
+        out[self.removed] = self.const
+        return out
+
+    def twins(self, idx: np.ndarray) -> bool:
+        """Whether exchanging ``idx[0]`` with each other index maps B onto itself.
+
+        Rows equal outside the two columns, equal diagonal entries, a symmetric pair entry.
+        """
+        i = int(idx[0])
+        ri = self.row(i)
+        others = np.ones(self.size, dtype=bool)
+        for j in map(int, idx[1:]):
+            rj = self.row(j)
+            if ri[i] != rj[j] or ri[j] != rj[i]:
+                return False
+            others[[i, j]] = False
+            same = np.array_equal(ri[others], rj[others])
+            others[[i, j]] = True
+            if not same:
+                return False
+        return True
 
 
 class TokenCutGraph:
@@ -230,14 +269,12 @@ class TokenCutGraph:
         return cls(np.ascontiguousarray(cols.numpy().T), (h, w), affinity)
 
     def binary(self, tau: float) -> np.ndarray:
-        """B = [A > τ] as float64 0/1 (the ε part of W is added analytically).
+        """B = [A > τ] as a boolean (P, P) array (the ε part of W is added analytically).
 
         τ is compared as a Python float against float32 A, as the reference does (NumPy then
         compares in float32).
         """
-        b = np.empty(self.affinity.shape, dtype=np.float64)
-        np.greater(self.affinity, float(tau), out=b, casting="unsafe")
-        return b
+        return np.greater(self.affinity, float(tau))
 
     def solve(
         self,
@@ -307,15 +344,16 @@ class TokenCutGraph:
             start = self._warm_start(key)
             # A loose tolerance certifies most cuts in fewer matvecs; a cut it cannot certify gets a
             # tight solve from where the loose one ended, and only then the dense one.
-            for tol in _TOLERANCES:
-                spec = _solve_fast(graph, deg, eps, start, tol)
-                if spec is None:
-                    break
-                cut = _cut(spec, graph, deg, eps, self.grid, connectivity, corner_rule)
-                if cut is not None:
-                    self._remember(key, spec.basis)
-                    return cut
-                start = spec.basis
+            with one_blas_thread():
+                for tol in _TOLERANCES:
+                    spec = _solve_fast(graph, deg, eps, start, tol)
+                    if spec is None:
+                        break
+                    cut = _cut(spec, graph, deg, eps, self.grid, connectivity, corner_rule)
+                    if cut is not None:
+                        self._remember(key, spec.basis)
+                        return cut
+                    start = spec.basis
             if not dense_fallback:
                 return None
         spec = _solve_dense(graph, eps)
@@ -494,11 +532,32 @@ class Cut:
 
 
 def _argmax_candidates(values: np.ndarray, err: np.ndarray | None) -> np.ndarray:
-    """Indices whose true value could be the maximum, given |error| ≤ err per entry."""
+    """Indices whose true value could be the maximum, given |error| ≤ err per entry.
+
+    For an exact (dense) vector: the entries within rounding (``TIE_RTOL``) of the maximum.
+    """
     best = int(np.argmax(values))
     if err is None:
-        return np.array([best])
+        return np.flatnonzero(values >= values[best] - TIE_RTOL * abs(values[best]))
     return np.flatnonzero(values + err >= values[best] - err[best])
+
+
+def _seed(values: np.ndarray, err: np.ndarray | None, graph: BinaryGraph, signed: bool) -> tuple[int, np.ndarray]:
+    """The seed ``np.argmax(values)`` and the indices the exact vector's argmax could be instead.
+
+    Twins (patches whose rows of B are the same up to exchanging the two) have exactly equal |x| in
+    every simple eigenvector, because exchanging them maps the graph onto itself. When all the
+    candidates are twins the maximum is an exact tie, so the seed is the first of them, which is
+    what ``np.argmax`` returns on exact values; the reference's float64 vector breaks the tie by
+    its last bit instead. Otherwise the seed is the computed vector's argmax, and a solver with an
+    error bound must check that every candidate leads to the same cut.
+    """
+    cands = _argmax_candidates(values, err)
+    same_sign = not signed or bool(np.all(np.sign(values[cands]) == np.sign(values[cands[0]])))
+    if len(cands) > 1 and same_sign and graph.twins(cands):
+        return int(cands[0]), cands[:1]
+    best = int(np.argmax(values))
+    return best, (np.array([best]) if err is None else cands)
 
 
 def _cut(
@@ -517,7 +576,8 @@ def _cut(
     side, and the seed is the peak of the oriented x (CutLER ``maskcut_forward``). CutLER counts the
     corners before orienting, which makes its answer depend on the arbitrary sign of the
     eigenvector; counting them after orienting gives its answer for one of the two signs, always
-    the one whose foreground holds at most two corners.
+    the one whose foreground holds at most two corners. An exact tie for the seed goes to the
+    first index (see ``_seed``).
     """
     h, w = grid
     x, err = spec.x, spec.err
@@ -527,24 +587,21 @@ def _cut(
         avg_err = float(np.linalg.norm(err)) / len(x)  # |Σ δx_i| / P ≤ ‖err‖ / P
         if np.any(np.abs(x - avg) <= err + avg_err):
             return None  # a patch could fall on the other side of the split
-    abs_cands = _argmax_candidates(np.abs(x), err)
-    seed = int(np.argmax(np.abs(x)))
-    if err is not None and np.any(part[abs_cands] != part[seed]):
+    seed, cands = _seed(np.abs(x), err, graph, signed=False)
+    if np.any(part[cands] != part[seed]):
         return None  # the reverse decision could change
     if not part[seed]:  # the seed's side is the foreground
         x, part, avg = -x, ~part, -avg
-    cands = abs_cands
     if corner_rule:
         corners = int(part[0]) + int(part[w - 1]) + int(part[(h - 1) * w]) + int(part[h * w - 1])
         if corners >= 3:  # an object rarely holds three corners: the other side is the object
             x, part, avg = -x, ~part, -avg
-        seed = int(np.argmax(x))  # CutLER: the seed is the peak of the oriented vector
-        cands = _argmax_candidates(x, err)
+        seed, cands = _seed(x, err, graph, signed=True)  # CutLER: the seed is the peak of the oriented vector
     structure = None if connectivity == 4 else np.ones((3, 3), dtype=bool)  # None: ndimage default
     bip = part.reshape(h, w)
     labels, _ = ndimage.label(bip, structure=structure)
     sr, sc = divmod(seed, w)
-    if err is not None and np.any(labels.ravel()[cands] != labels[sr, sc]):
+    if np.any(labels.ravel()[cands] != labels[sr, sc]):
         return None  # another candidate seed would pick another component
     mask = labels == labels[sr, sc]  # as the reference, even if an exact tie left the seed off the split
     rows, cols = np.nonzero(mask)
