@@ -496,6 +496,7 @@ class Cut:
     eigenvalues: tuple[float, float]
     ncut: float
     solver: str
+    tied_seeds: int = 1  # patches exactly tied for the seed whose choice would change the mask (1: none)
 
     @property
     def eigengap(self) -> float:
@@ -514,6 +515,10 @@ class Cut:
         if area > CONFIDENT_MAX_AREA:
             reasons.append(f"the 'object' covers {area:.0%} of the image")
         message = "" if not reasons else "No clear object: " + "; ".join(reasons) + "."
+        if self.tied_seeds > 1:
+            message = (message + " " if message else "") + (
+                f"Exact tie: {self.tied_seeds} patches with identical graph rows share the largest "
+                "eigenvector value; the first seeds the object (another would give a different mask).")
         return TokenCutResult(
             mask=self.mask,
             bipartition=self.bipartition,
@@ -542,8 +547,10 @@ def _argmax_candidates(values: np.ndarray, err: np.ndarray | None) -> np.ndarray
     return np.flatnonzero(values + err >= values[best] - err[best])
 
 
-def _seed(values: np.ndarray, err: np.ndarray | None, graph: BinaryGraph, signed: bool) -> tuple[int, np.ndarray]:
-    """The seed ``np.argmax(values)`` and the indices the exact vector's argmax could be instead.
+def _seed(
+    values: np.ndarray, err: np.ndarray | None, graph: BinaryGraph, signed: bool
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """The seed, the indices the exact vector's argmax could be instead, and the exactly tied twins.
 
     Twins (patches whose rows of B are the same up to exchanging the two) have exactly equal |x| in
     every simple eigenvector, because exchanging them maps the graph onto itself. When all the
@@ -555,9 +562,9 @@ def _seed(values: np.ndarray, err: np.ndarray | None, graph: BinaryGraph, signed
     cands = _argmax_candidates(values, err)
     same_sign = not signed or bool(np.all(np.sign(values[cands]) == np.sign(values[cands[0]])))
     if len(cands) > 1 and same_sign and graph.twins(cands):
-        return int(cands[0]), cands[:1]
+        return int(cands[0]), cands[:1], cands
     best = int(np.argmax(values))
-    return best, (np.array([best]) if err is None else cands)
+    return best, (np.array([best]) if err is None else cands), cands[:0]
 
 
 def _cut(
@@ -587,7 +594,8 @@ def _cut(
         avg_err = float(np.linalg.norm(err)) / len(x)  # |Σ δx_i| / P ≤ ‖err‖ / P
         if np.any(np.abs(x - avg) <= err + avg_err):
             return None  # a patch could fall on the other side of the split
-    seed, cands = _seed(np.abs(x), err, graph, signed=False)
+    seed, cands, twins = _seed(np.abs(x), err, graph, signed=False)
+    other_side = bool(np.any(part[twins] != part[seed]))  # a tied twin would have reversed the split
     if np.any(part[cands] != part[seed]):
         return None  # the reverse decision could change
     if not part[seed]:  # the seed's side is the foreground
@@ -596,7 +604,8 @@ def _cut(
         corners = int(part[0]) + int(part[w - 1]) + int(part[(h - 1) * w]) + int(part[h * w - 1])
         if corners >= 3:  # an object rarely holds three corners: the other side is the object
             x, part, avg = -x, ~part, -avg
-        seed, cands = _seed(x, err, graph, signed=True)  # CutLER: the seed is the peak of the oriented vector
+        seed, cands, twins = _seed(x, err, graph, signed=True)  # CutLER: the seed is the peak of the oriented vector
+        other_side = False
     structure = None if connectivity == 4 else np.ones((3, 3), dtype=bool)  # None: ndimage default
     bip = part.reshape(h, w)
     labels, _ = ndimage.label(bip, structure=structure)
@@ -604,6 +613,7 @@ def _cut(
     if np.any(labels.ravel()[cands] != labels[sr, sc]):
         return None  # another candidate seed would pick another component
     mask = labels == labels[sr, sc]  # as the reference, even if an exact tie left the seed off the split
+    tie_matters = other_side or bool(np.any(labels.ravel()[twins] != labels[sr, sc]))
     rows, cols = np.nonzero(mask)
     box = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
     return Cut(
@@ -615,6 +625,7 @@ def _cut(
         eigenvalues=(spec.lam2, spec.lam3),
         ncut=_ncut_value(part, graph, deg, eps),
         solver=spec.solver,
+        tied_seeds=len(twins) if tie_matters else 1,
     )
 
 

@@ -273,6 +273,7 @@ def test_try_solve_skips_the_dense_solve_and_solve_then_gives_the_reference() ->
     g = synthetic_grid(2, 12, 12, 16)
     ok = TokenCutGraph.from_patches(g.patches).try_solve(0.2)
     assert ok is not None and ok.solver == "fast"
+    assert "Exact tie" not in ok.message
 
 
 def _twin_specks(h: int = 10, w: int = 12) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
@@ -302,6 +303,7 @@ def test_an_exact_tie_for_the_seed_goes_to_the_first_twin_without_the_dense_solv
     np.testing.assert_array_equal(fast.mask, expected)
     np.testing.assert_array_equal(dense.mask, expected)
     np.testing.assert_array_equal(fast.bipartition, dense.bipartition)
+    assert "Exact tie: 2 patches" in fast.message and "Exact tie: 2 patches" in dense.message  # the user is told
     # The reference breaks the same tie by the last bits of its float64 vector.
     _, ref_vec, ref_seed = _reference(patches, 0.5)
     w = patches.shape[1]
