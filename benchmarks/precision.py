@@ -30,6 +30,7 @@ from families import time_ms as best_ms  # noqa: E402  (fastest of 5 after a war
 from explorer.analysis.tokencut import tokencut  # noqa: E402
 from explorer.backbone import Backbone, bf16_supported  # noqa: E402
 from explorer.backbone.catalog import ARCHS  # noqa: E402
+from explorer.backbone.precision import cpu_flags  # noqa: E402
 
 SIZES = (448, 896)
 PHOTOS = ("astronaut", "chelsea", "coffee")
@@ -79,7 +80,30 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
     print(json.dumps({"native_bf16_cpu": bf16_supported(torch.device("cpu")), "threads": 2, "images": list(PHOTOS),
-                      "results": rows}))
+                      "cpu_bf16_flags": sorted(cpu_flags() & {"avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}),
+                      "kernels_896": kernels_896(), "results": rows}))
+
+
+def kernels_896() -> dict:
+    """Where the 896 px forward's time goes: the two kernels of a ViT-S/16 block, fp32 vs bf16.
+
+    Attention over 3141 tokens (6 heads of 64, ``scaled_dot_product_attention``) and one MLP
+    matmul of the same tokens (384 -> 1536). At 896 px attention is most of a ViT-S forward, so the
+    forward's bf16 speedup is bounded by the attention kernel's (no AMX: no large bf16 gain there).
+    """
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 6, 3141, 64, generator=gen) for _ in range(3))
+    x, w = torch.randn(3141, 384, generator=gen), torch.randn(1536, 384, generator=gen)
+    with torch.inference_mode():
+        att32 = best_ms(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
+        qb, kb, vb = q.bfloat16(), k.bfloat16(), v.bfloat16()
+        att16 = best_ms(lambda: torch.nn.functional.scaled_dot_product_attention(qb, kb, vb))
+        lin32 = best_ms(lambda: torch.nn.functional.linear(x, w))
+        xb, wb = x.bfloat16(), w.bfloat16()
+        lin16 = best_ms(lambda: torch.nn.functional.linear(xb, wb))
+    return {"attention_fp32_ms": round(att32, 1), "attention_bf16_ms": round(att16, 1),
+            "attention_speedup": round(att32 / att16, 2), "linear_fp32_ms": round(lin32, 2),
+            "linear_bf16_ms": round(lin16, 2), "linear_speedup": round(lin32 / lin16, 2)}
 
 
 if __name__ == "__main__":
