@@ -10,14 +10,17 @@ digits (base 128, balanced, the first one 6 bits), z = s Σ_m d_m 2^-(6+7m) + r 
 B d_m is an integer sum of at most P terms of magnitude ≤ 64, so the int32 accumulator holds it
 exactly; recombining the eight exact partial products in float64 rounds once per term. The result
 differs from a float64 BLAS product only by rounding (tested against one), so the eigen-solver and
-its certificate see the same numbers they would with a float64 B.
+its certificate see the same numbers they would with a float64 B. Where a torch build has no CPU int8
+GEMM the same digits go through a float32 GEMM, exact for the same reason (sums below 2^24).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 import numpy as np
 import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS so the controller below sees it)
@@ -29,10 +32,21 @@ _WEIGHTS = 2.0 ** -(6 + 7 * np.arange(_DIGITS))
 _COLUMNS = 16  # oneDNN's fast int8 kernel wants the right-hand side in blocks of 16 columns
 
 
+@lru_cache(maxsize=1)
+def int8_kernel_works() -> bool:
+    """Whether this torch build multiplies int8 matrices on the CPU (else the float32 kernel is used)."""
+    try:
+        a = torch.ones((17, 17), dtype=torch.int8)
+        b = torch.ones((17, _COLUMNS), dtype=torch.int8)
+        return bool((torch._int_mm(a, b) == 17).all())
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+
+
 class BinaryMatrix:
     """A square 0/1 matrix kept as int8, with exact float64 products (see the module docstring)."""
 
-    def __init__(self, entries: np.ndarray) -> None:
+    def __init__(self, entries: np.ndarray, kernel: str = "auto") -> None:
         entries = np.ascontiguousarray(entries)
         if entries.ndim != 2 or entries.shape[0] != entries.shape[1]:
             raise ValueError(f"a binary matrix must be square, got shape {entries.shape}")
@@ -44,6 +58,10 @@ class BinaryMatrix:
             entries = entries.astype(np.int8)
         self.int8 = entries
         self._tensor = torch.from_numpy(entries)
+        if kernel not in ("auto", "int8", "float32"):
+            raise ValueError(f"kernel must be 'auto', 'int8' or 'float32', got {kernel!r}")
+        self.kernel = ("int8" if int8_kernel_works() else "float32") if kernel == "auto" else kernel
+        self._float32: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -51,7 +69,7 @@ class BinaryMatrix:
 
     @property
     def nbytes(self) -> int:
-        return self.int8.nbytes
+        return self.int8.nbytes + (0 if self._float32 is None else self._float32.nbytes)
 
     def dense(self) -> np.ndarray:
         """As float64 (for the dense reference solve)."""
@@ -74,8 +92,13 @@ class BinaryMatrix:
         cols = k * _DIGITS
         rhs = np.zeros((self.size, -(-cols // _COLUMNS) * _COLUMNS), dtype=np.int8)
         rhs[:, :cols] = digits.reshape(self.size, cols)
-        with torch.inference_mode():
-            exact = torch._int_mm(self._tensor, torch.from_numpy(rhs)).numpy()
+        if self.kernel == "int8":
+            with torch.inference_mode():
+                exact = torch._int_mm(self._tensor, torch.from_numpy(rhs)).numpy()
+        else:  # integer sums below 2^24 (P · 64 for P < 262144) are exact in float32 too
+            if self._float32 is None:
+                self._float32 = self.int8.astype(np.float32)
+            exact = self._float32 @ rhs.astype(np.float32)
         out = (exact[:, :cols].reshape(self.size, k, _DIGITS) @ _WEIGHTS) * scale
         return out.ravel() if flat else out
 
@@ -84,15 +107,26 @@ class BinaryMatrix:
         return self.int8.sum(axis=1, dtype=np.int64).astype(np.float64)
 
 
-_BLAS = ThreadpoolController()
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limiter = None
+_openblas: tuple[int, ThreadpoolController] | None = None  # (len(sys.modules) when built, controller)
+
+
+def _openblas_controller() -> ThreadpoolController:
+    """The loaded OpenBLAS libraries, looked up again once new modules (maybe new libraries) loaded.
+
+    Only OpenBLAS: torch's own thread pools must keep serving other threads' forwards.
+    """
+    global _openblas
+    if _openblas is None or _openblas[0] != len(sys.modules):
+        _openblas = (len(sys.modules), ThreadpoolController().select(internal_api="openblas"))
+    return _openblas[1]
 
 
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """Run the block with NumPy's and SciPy's OpenBLAS on one thread (re-entrant, thread-safe).
+    """Run the block with the process's OpenBLAS libraries on one thread (re-entrant, thread-safe).
 
     Why: an eigen-solve built on ``BinaryMatrix`` alternates torch's int8 products with small
     OpenBLAS calls (ARPACK's, NumPy's). OpenBLAS's idle workers spin for a while after each call,
@@ -105,7 +139,7 @@ def one_blas_thread() -> Iterator[None]:
         if _blas_users == 0:
             # threadpoolctl lets only one thread set OpenBLAS limits; the count makes us the owner.
             OpenBLASController.clear_controlling_thread(force=True)
-            _blas_limiter = _BLAS.limit(limits=1, user_api="blas")
+            _blas_limiter = _openblas_controller().limit(limits=1)
         _blas_users += 1
     try:
         yield
