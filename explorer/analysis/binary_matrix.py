@@ -124,6 +124,13 @@ def _openblas_controller() -> ThreadpoolController:
     return _openblas[1]
 
 
+def _own_openblas_limits() -> None:
+    """threadpoolctl ≥ 3.8 lets one thread set OpenBLAS limits; the counter above is the owner."""
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)  # absent before 3.8
+    if clear is not None:
+        clear(force=True)
+
+
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
     """Run the block with the process's OpenBLAS libraries on one thread (re-entrant, thread-safe).
@@ -137,8 +144,7 @@ def one_blas_thread() -> Iterator[None]:
     global _blas_users, _blas_limiter
     with _blas_lock:
         if _blas_users == 0:
-            # threadpoolctl lets only one thread set OpenBLAS limits; the count makes us the owner.
-            OpenBLASController.clear_controlling_thread(force=True)
+            _own_openblas_limits()
             _blas_limiter = _openblas_controller().limit(limits=1)
         _blas_users += 1
     try:
@@ -147,6 +153,6 @@ def one_blas_thread() -> Iterator[None]:
         with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0 and _blas_limiter is not None:
-                OpenBLASController.clear_controlling_thread(force=True)
+                _own_openblas_limits()
                 _blas_limiter.restore_original_limits()
                 _blas_limiter = None

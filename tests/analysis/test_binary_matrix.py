@@ -2,9 +2,9 @@ import threading
 
 import numpy as np
 import pytest
-from threadpoolctl import OpenBLASController, ThreadpoolController
+from threadpoolctl import ThreadpoolController
 
-from explorer.analysis.binary_matrix import BinaryMatrix, one_blas_thread
+from explorer.analysis.binary_matrix import BinaryMatrix, _own_openblas_limits, one_blas_thread
 
 
 def _binary(p: int, density: float, seed: int) -> np.ndarray:
@@ -67,7 +67,7 @@ def _blas_threads() -> set[int]:
 
 def test_one_blas_thread_is_counted_across_threads() -> None:
     """Two overlapping users: the first to leave must not lift the limit the second still needs."""
-    OpenBLASController.clear_controlling_thread(force=True)
+    _own_openblas_limits()
     with ThreadpoolController().select(internal_api="openblas").limit(limits=2):
         assert _blas_threads() == {2}
         entered, release_a, a_left = threading.Event(), threading.Event(), threading.Event()
