@@ -183,6 +183,16 @@ class Plan:
         return "/segment", (*self._head_base("segmentation"), 0.5), lambda o: self._image_is_mine(o[0])
 
 
+def mapped_packages(pid: int) -> list[str]:
+    """Which heavy native packages the server has loaded by the end (from its memory map)."""
+    names = ("torchvision", "sklearn", "cv2", "skimage", "pandas", "matplotlib", "pycocotools")
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return []
+    return [n for n in names if f"/site-packages/{n}/" in maps or f"/site-packages/{n}." in maps]
+
+
 def cuda_library_rss(pid: int) -> int:
     """Resident bytes of CUDA libraries mapped by the process (shared, clean pages; none with a CPU torch wheel)."""
     total, current = 0, ""
@@ -322,6 +332,7 @@ def main() -> None:
         wall = time.perf_counter() - t0
         stats = probe.predict(api_name="/server_stats")
         cuda_libs = cuda_library_rss(server.pid)
+        packages = mapped_packages(server.pid)
         expected = len(set().union(*(p.keys for p in alone + clients)))
         all_lat = [v for vs in lat.values() for v in vs]
         alone_all = [v for vs in lat_alone.values() for v in vs]
@@ -337,7 +348,7 @@ def main() -> None:
             if all_lat and alone_all else None,
             "idle_rss_mb": round(idle_rss / 2**20, 1), "warm_rss_mb": round(warm_rss / 2**20, 1),
             "peak_rss_mb": round(sampler.peak / 2**20, 1), "peak_uss_mb": round(sampler.peak_uss / 2**20, 1),
-            "cuda_libs_rss_mb": round(cuda_libs / 2**20, 1),
+            "cuda_libs_rss_mb": round(cuda_libs / 2**20, 1), "server_loaded": packages,
             "cache_mb": stats["memory"]["used_mb"], "cache_budget_mb": stats["memory"]["max_mb"],
             "evictions": stats["memory"]["evictions"],
             "error_samples": errors[:5], "crosstalk_samples": crosstalk[:5],
