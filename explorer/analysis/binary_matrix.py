@@ -5,8 +5,8 @@ Why: TokenCut's eigen-solves spend their time in products B z with the P×P bina
 int8 it is 9.8 MB, fits in the last-level cache, and oneDNN's int8 GEMM (``torch._int_mm``, AMX or
 VNNI where the CPU has them) multiplies it by 16 int8 columns in well under a millisecond.
 
-How it stays exact: each float64 column z is scaled to [-1, 1] by a power of two and written as eight signed 7-bit
-digits (base 128, balanced, the first one 6 bits), z = s Σ_m d_m 2^-(6+7m) + r with |r| ≤ 2^-56 s.
+How it stays exact: each float64 column z is scaled to [-1, 1] by a power of two and written as
+eight signed 7-bit digits (base 128, balanced, the first one 6 bits), z = s Σ_m d_m 2^-(6+7m) + r with |r| ≤ 2^-56 s.
 B d_m is an integer sum of at most P terms of magnitude ≤ 64, so the int32 accumulator holds it
 exactly; recombining the eight exact partial products in float64 rounds once per term. The result
 differs from a float64 BLAS product only by rounding (tested against one), so the eigen-solver and
@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
-import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS so the controller below sees it)
 import torch
 from threadpoolctl import OpenBLASController, ThreadpoolController
 
