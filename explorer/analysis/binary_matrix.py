@@ -66,10 +66,6 @@ class BinaryMatrix:
     def size(self) -> int:
         return self.int8.shape[0]
 
-    @property
-    def nbytes(self) -> int:
-        return self.int8.nbytes + (0 if self._float32 is None else self._float32.nbytes)
-
     def dense(self) -> np.ndarray:
         """As float64 (for the dense reference solve)."""
         return self.int8.astype(np.float64)
@@ -100,10 +96,6 @@ class BinaryMatrix:
             exact = self._float32 @ rhs.astype(np.float32)
         out = (exact[:, :cols].reshape(self.size, k, _DIGITS) @ _WEIGHTS) * scale
         return out.ravel() if flat else out
-
-    def rowsum(self) -> np.ndarray:
-        """B 1 (the node degrees of the unweighted graph), exact."""
-        return self.int8.sum(axis=1, dtype=np.int64).astype(np.float64)
 
 
 _blas_lock = threading.Lock()
